@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+__version__ = "0.1.0"  # before the imports: client.py reads it for the User-Agent
+
 from .errors import (
     APIConnectionError, APIStatusError, APITimeoutError, AllModelsFailedError,
     AuthenticationError, BadRequestError, BudgetExceededError, ConfigError,
@@ -10,9 +12,13 @@ from .errors import (
     NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
     StreamInterruptedError, StructuredOutputError, ToolCallError, UnprocessableEntityError,
 )
+from .catalog import Catalog, ModelSpec
+from .client import Client
+from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
+from .results import ChatResult, ToolCall, Usage
+from .retry import RetryPolicy
 from .tokens import estimate_tokens, fit_messages
 
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",
@@ -22,6 +28,8 @@ __all__ = [
     "NotFoundError", "PermissionDeniedError", "RateLimitError", "RateLimitTimeout",
     "StreamInterruptedError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
+    "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
+    "ModelTotals", "RetryPolicy", "ToolCall", "Usage",
     "estimate_tokens", "fit_messages",
 ]
 

@@ -1,0 +1,171 @@
+"""Total parsers for the rate-limit headers gateways send: Retry-After, durations, x-ratelimit-*.
+
+Each parser returns seconds (or a RateLimitInfo) or ``None`` and never raises: a header is
+advice from the server, and garbled advice is no advice. Headers may be any Mapping (a plain
+dict, requests' CaseInsensitiveDict, urllib3's HTTPHeaderDict); names match case-insensitively.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Dict, Mapping, Optional, Union
+
+__all__ = ["RateLimitInfo", "parse_retry_after", "parse_duration", "parse_rate_limit_headers",
+           "header_value"]
+
+# A non-negative decimal: "2", "2.5", ".5". Signs, exponents, "inf" and "nan" are garbage here.
+_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
+# One "<number><unit>" part of a Go-style duration, as OpenAI sends in x-ratelimit-reset-*.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|\u00b5s|\u03bcs|ns|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3,
+                 "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ns": 1e-9}
+#: Longer header values are not durations or dates; refusing them bounds the parsing work.
+_MAX_VALUE_CHARS = 64
+
+_RATE_LIMIT_PREFIX = "x-ratelimit-"
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """What a response's ``x-ratelimit-*`` headers say; counts and seconds, ``None`` if absent."""
+
+    limit_requests: Optional[int] = None
+    limit_tokens: Optional[int] = None
+    remaining_requests: Optional[int] = None
+    remaining_tokens: Optional[int] = None
+    reset_requests: Optional[float] = None
+    reset_tokens: Optional[float] = None
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    text = str(value).strip()
+    return text if 0 < len(text) <= _MAX_VALUE_CHARS else None
+
+
+def _lowered(headers: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    """The headers as a plain dict keyed by lower-case name (values stripped, junk dropped)."""
+    items = getattr(headers, "items", None)
+    if items is None:
+        return {}
+    try:
+        pairs = list(items())
+    except (TypeError, ValueError):
+        return {}
+    lowered = {}
+    for pair in pairs:
+        if isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str):
+            text = _text(pair[1])
+            if text is not None:
+                lowered.setdefault(pair[0].lower(), text)
+    return lowered
+
+
+def header_value(headers: Optional[Mapping[str, Any]], name: str) -> Optional[str]:
+    """The stripped value of header ``name`` in any Mapping, matched case-insensitively."""
+    return _lowered(headers).get(name.lower())
+
+
+def _non_negative(text: Optional[str]) -> Optional[float]:
+    if text is None or not _NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _http_date(text: Optional[str]) -> Optional[float]:
+    """An HTTP date as POSIX seconds (a date without a zone is taken as UTC), else None."""
+    if text is None:
+        return None
+    try:
+        when = parsedate_to_datetime(text)
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _posix(now: Union[float, datetime, None]) -> float:
+    if isinstance(now, datetime):
+        return (now if now.tzinfo else now.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(now, (int, float)) and math.isfinite(now):
+        return float(now)
+    return time.time()
+
+
+def parse_retry_after(headers: Optional[Mapping[str, Any]], *,
+                      now: Union[float, datetime, None] = None) -> Optional[float]:
+    """Seconds the server asks us to wait, or None: ``retry-after-ms`` first, then ``Retry-After``.
+
+    ``Retry-After`` may be delta-seconds or an HTTP date. A date is measured against the
+    response's own ``Date`` header when it has one, so a skewed local clock does not matter;
+    otherwise against ``now`` (POSIX seconds or a datetime; default: the current UTC time). A date
+    already past gives 0.0. Negative, infinite, NaN and unparseable values give None.
+    """
+    lowered = _lowered(headers)
+    millis = _non_negative(lowered.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000.0
+    value = lowered.get("retry-after")
+    seconds = _non_negative(value)
+    if seconds is not None or value is None:
+        return seconds
+    when = _http_date(value)
+    if when is None:
+        return None
+    reference = _http_date(lowered.get("date"))
+    if reference is None:
+        reference = _posix(now)
+    return max(0.0, when - reference)
+
+
+def parse_duration(text: Any) -> Optional[float]:
+    """Seconds in a duration such as ``"6ms"``, ``"1m30s"``, ``"2.5s"``, ``"1h"`` or a bare
+    ``"20"`` / ``"0.5"`` (seconds); None for anything else (negative, empty, unknown unit)."""
+    text = _text(text)
+    if text is None:
+        return None
+    text = text.lower()
+    bare = _non_negative(text)
+    if bare is not None:
+        return bare
+    total, pos = 0.0, 0
+    while pos < len(text):
+        part = _DURATION_PART.match(text, pos)
+        if part is None:
+            return None
+        total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
+        pos = part.end()
+    return total if math.isfinite(total) else None
+
+
+def _count(text: Optional[str]) -> Optional[int]:
+    value = _non_negative(text)
+    return None if value is None else int(value)
+
+
+def parse_rate_limit_headers(headers: Optional[Mapping[str, Any]]) -> Optional[RateLimitInfo]:
+    """The ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers as a RateLimitInfo,
+    or None when the response carries none of them (or none that parses)."""
+    lowered = _lowered(headers)
+    if not any(name.startswith(_RATE_LIMIT_PREFIX) for name in lowered):
+        return None
+    info = RateLimitInfo(
+        limit_requests=_count(lowered.get("x-ratelimit-limit-requests")),
+        limit_tokens=_count(lowered.get("x-ratelimit-limit-tokens")),
+        remaining_requests=_count(lowered.get("x-ratelimit-remaining-requests")),
+        remaining_tokens=_count(lowered.get("x-ratelimit-remaining-tokens")),
+        reset_requests=parse_duration(lowered.get("x-ratelimit-reset-requests")),
+        reset_tokens=parse_duration(lowered.get("x-ratelimit-reset-tokens")),
+    )
+    return None if info == RateLimitInfo() else info

@@ -1,0 +1,245 @@
+"""Running cost totals and budgets, in exact ``Decimal`` money, safe to share across threads."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Callable, Dict, Mapping, Optional, Union
+
+from .errors import BudgetExceededError
+
+__all__ = ["ModelTotals", "CostSnapshot", "CostTracker", "Budget", "BudgetHold"]
+
+Money = Union[Decimal, int, str]
+_ZERO = Decimal(0)
+
+
+def _money(value: Money, what: str) -> Decimal:
+    """A non-negative finite Decimal; floats are refused because they are not exact."""
+    if isinstance(value, float):
+        raise ValueError("%s must be a Decimal, int or str, not float (%r): money is exact"
+                         % (what, value))
+    amount = Decimal(value)
+    if not amount.is_finite() or amount < 0:
+        raise ValueError("%s must be a non-negative amount, got %r" % (what, value))
+    return amount
+
+
+@dataclass(frozen=True)
+class ModelTotals:
+    """What one model has cost so far."""
+
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: Decimal = _ZERO
+    unpriced_requests: int = 0
+
+
+@dataclass(frozen=True)
+class CostSnapshot:
+    """An immutable copy of a tracker's totals at one moment."""
+
+    by_model: Mapping[str, ModelTotals]
+
+    @property
+    def total_cost_usd(self) -> Decimal:
+        return sum((t.cost_usd for t in self.by_model.values()), _ZERO)
+
+    @property
+    def requests(self) -> int:
+        return sum(t.requests for t in self.by_model.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(t.errors for t in self.by_model.values())
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(t.prompt_tokens for t in self.by_model.values())
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(t.completion_tokens for t in self.by_model.values())
+
+
+class _Totals:
+    __slots__ = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd",
+                 "unpriced_requests")
+
+    def __init__(self) -> None:
+        self.requests = self.errors = self.prompt_tokens = self.completion_tokens = 0
+        self.unpriced_requests = 0
+        self.cost_usd = _ZERO
+
+
+class CostTracker:
+    """Thread-safe running totals per model; ``snapshot()`` returns an immutable copy."""
+
+    def __init__(self) -> None:
+        # Guards _totals: model name -> mutable running totals.
+        self._lock = threading.Lock()
+        self._totals: Dict[str, _Totals] = {}
+
+    def add(self, model: str, *, prompt_tokens: int = 0, completion_tokens: int = 0,
+            cost_usd: Optional[Decimal] = None) -> None:
+        """Record one successful request (``cost_usd`` ``None`` for an unpriced model)."""
+        with self._lock:
+            totals = self._totals.get(model)
+            if totals is None:
+                totals = self._totals[model] = _Totals()
+            totals.requests += 1
+            totals.prompt_tokens += prompt_tokens
+            totals.completion_tokens += completion_tokens
+            if cost_usd is None:
+                totals.unpriced_requests += 1
+            else:
+                totals.cost_usd += cost_usd
+
+    def add_error(self, model: str) -> None:
+        """Record one request that ended in an error (nothing billed that we know of)."""
+        with self._lock:
+            totals = self._totals.get(model)
+            if totals is None:
+                totals = self._totals[model] = _Totals()
+            totals.errors += 1
+
+    def snapshot(self) -> CostSnapshot:
+        with self._lock:
+            copied = {
+                model: ModelTotals(t.requests, t.errors, t.prompt_tokens, t.completion_tokens,
+                                   t.cost_usd, t.unpriced_requests)
+                for model, t in self._totals.items()
+            }
+        return CostSnapshot(copied)
+
+    @property
+    def total_cost_usd(self) -> Decimal:
+        with self._lock:
+            return sum((t.cost_usd for t in self._totals.values()), _ZERO)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._totals.clear()
+
+    def __repr__(self) -> str:
+        return "CostTracker(total_cost_usd=%s)" % self.total_cost_usd
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class BudgetHold:
+    """Money set aside for one call; ``commit(actual)`` books the real cost, ``release()`` none."""
+
+    __slots__ = ("_budget", "amount", "_period", "_done")
+
+    def __init__(self, budget: "Budget", amount: Decimal, period: object) -> None:
+        self._budget = budget
+        self.amount = amount
+        self._period = period
+        self._done = False
+
+    def commit(self, actual_usd: Optional[Decimal]) -> None:
+        """Replace the hold by the actual cost (``None``: the worst case is kept)."""
+        if not self._done:
+            self._done = True
+            self._budget._settle(self, self.amount if actual_usd is None else actual_usd)
+
+    def release(self) -> None:
+        """Give the hold back: the call was not billed."""
+        if not self._done:
+            self._done = True
+            self._budget._settle(self, _ZERO)
+
+
+class Budget:
+    """A running spending cap, per day or month (UTC) or for the object's lifetime.
+
+    ``reserve(worst_case)`` sets money aside before a request is sent and raises
+    ``BudgetExceededError`` when spent + held + worst case would pass the limit, so a call that
+    could overspend is never sent.
+    """
+
+    _PERIODS = (None, "day", "month")
+
+    def __init__(self, limit_usd: Money, period: Optional[str] = None, *,
+                 now: Callable[[], datetime] = _utc_now) -> None:
+        if period not in self._PERIODS:
+            raise ValueError("period must be 'day', 'month' or None, got %r" % (period,))
+        self.limit_usd = _money(limit_usd, "limit_usd")
+        self.period = period
+        self._now = now
+        # Guards _spent, _held and _period_key: the money booked and set aside this period.
+        self._lock = threading.Lock()
+        self._spent = _ZERO
+        self._held = _ZERO
+        self._period_key = self._key()
+
+    def _key(self) -> object:
+        if self.period is None:
+            return None
+        now = self._now()
+        return (now.year, now.month, now.day) if self.period == "day" else (now.year, now.month)
+
+    def _roll(self) -> None:
+        """Start a new period when the calendar moved on (lock held)."""
+        key = self._key()
+        if key != self._period_key:
+            self._period_key = key
+            self._spent = _ZERO
+            self._held = _ZERO
+
+    def reserve(self, worst_case_usd: Optional[Money]) -> BudgetHold:
+        """Hold ``worst_case_usd``; ``None`` (an unpriced model) counts as over any budget."""
+        if worst_case_usd is None:
+            raise BudgetExceededError(
+                "the model has no price, so its cost cannot be checked against the budget of $%s"
+                % self.limit_usd, limit_usd=self.limit_usd, spent_usd=self.spent_usd,
+                needed_usd=None)
+        amount = _money(worst_case_usd, "worst_case_usd")
+        with self._lock:
+            self._roll()
+            committed = self._spent + self._held
+            if committed + amount > self.limit_usd:
+                raise BudgetExceededError(
+                    "budget of $%s would be exceeded: $%s spent or held, next call may cost $%s"
+                    % (self.limit_usd, committed, amount), limit_usd=self.limit_usd,
+                    spent_usd=committed, needed_usd=amount)
+            self._held += amount
+            return BudgetHold(self, amount, self._period_key)
+
+    def _settle(self, hold: BudgetHold, actual: Decimal) -> None:
+        with self._lock:
+            if hold._period != self._period_key:
+                self._roll()
+                if hold._period != self._period_key:
+                    return  # the hold's period is over; its money was cleared with it
+            self._held -= hold.amount
+            self._spent += actual
+
+    def charge(self, amount_usd: Money) -> None:
+        """Book spending made outside ``reserve`` (e.g. restored from a previous run)."""
+        amount = _money(amount_usd, "amount_usd")
+        with self._lock:
+            self._roll()
+            self._spent += amount
+
+    @property
+    def spent_usd(self) -> Decimal:
+        with self._lock:
+            self._roll()
+            return self._spent
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        with self._lock:
+            self._roll()
+            return max(self.limit_usd - self._spent - self._held, _ZERO)
+
+    def __repr__(self) -> str:
+        return "Budget(limit_usd=%s, period=%r, spent_usd=%s)" % (
+            self.limit_usd, self.period, self.spent_usd)
