@@ -15,6 +15,8 @@ from .errors import (
 from .catalog import Catalog, ModelSpec
 from .client import Client
 from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
+from .limits import RateLimiter, Reservation, TokenBucket
+from ._headers import RateLimitInfo, parse_retry_after
 from .results import ChatResult, ToolCall, Usage
 from .retry import RetryPolicy
 from .tokens import estimate_tokens, fit_messages
@@ -29,7 +31,8 @@ __all__ = [
     "StreamInterruptedError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
     "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
-    "ModelTotals", "RetryPolicy", "ToolCall", "Usage",
+    "ModelTotals", "RateLimitInfo", "RateLimiter", "Reservation", "RetryPolicy", "TokenBucket",
+    "ToolCall", "Usage", "parse_retry_after",
     "estimate_tokens", "fit_messages",
 ]
 

@@ -11,14 +11,13 @@ import os
 import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 __all__ = ["ModelSpec", "Catalog", "default_catalog"]
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_PATH = Path(__file__).with_name("data") / "catalog.json"
+_DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "catalog.json")
 _MTOK = Decimal(1_000_000)
 
 

@@ -1,0 +1,568 @@
+"""TokenBucket and RateLimiter, driven by a fake clock; real threads only for concurrency."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from requests.structures import CaseInsensitiveDict
+
+from llmroute.errors import RateLimitError, RateLimitTimeout
+from llmroute.limits import RateLimiter, Reservation, TokenBucket
+
+
+class FakeClock:
+    """A clock that moves only when told; ``sleep`` records the wait and moves the clock."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
+class VirtualTime:
+    """A shared fake clock for real threads: time moves only once every worker is asleep, and
+    then straight to the earliest wake-up, so a threaded run follows the bucket's arithmetic."""
+
+    REAL_LIMIT = 10.0  # real seconds before a stuck run fails instead of hanging
+
+    def __init__(self, workers: int) -> None:
+        self.now = 0.0
+        self._cond = threading.Condition()
+        self._wakes = {}  # thread ident -> virtual wake time, for workers asleep
+        self._running = workers
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        me = threading.get_ident()
+        give_up = time.monotonic() + self.REAL_LIMIT
+        with self._cond:
+            self._wakes[me] = self.now + seconds
+            self._cond.notify_all()
+            while me in self._wakes:
+                assert time.monotonic() < give_up, "virtual sleep never woke"
+                self._cond.wait(0.5)
+
+    def finish(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def drive(self) -> None:
+        give_up = time.monotonic() + self.REAL_LIMIT
+        with self._cond:
+            while self._running:
+                assert time.monotonic() < give_up, "workers never all slept"
+                if len(self._wakes) < self._running:
+                    self._cond.wait(0.5)
+                    continue
+                self.now = min(self._wakes.values())
+                for ident in [i for i, wake in self._wakes.items() if wake <= self.now]:
+                    del self._wakes[ident]
+                self._cond.notify_all()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+# -- TokenBucket --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rate, capacity", [
+    (0, 1), (-1, 1), (float("inf"), 1), (float("nan"), 1), (1, 0), (1, -5), (1, float("inf")),
+    ("5", 1), (True, 1),
+])
+def test_bucket_rejects_bad_rate_or_capacity(rate, capacity):
+    with pytest.raises(ValueError):
+        TokenBucket(rate, capacity)
+
+
+def test_bucket_starts_full(clock):
+    bucket = TokenBucket(2, 10, clock=clock)
+    assert bucket.level == 10
+    assert bucket.rate == 2 and bucket.capacity == 10
+
+
+def test_grants_exactly_rate_times_elapsed_plus_capacity(clock):
+    bucket = TokenBucket(10, 5, clock=clock, sleep=clock.sleep)
+    start, granted = clock.now, 0
+    for step in range(0, 1001):  # 10 s in steps of 10 ms, draining from the start
+        clock.now = start + step * 0.01
+        while bucket.try_acquire():
+            granted += 1
+            assert granted <= 200, "runaway grants"
+        assert granted == 5 + int(10 * step * 0.01 + 1e-6)
+    assert granted == 10 * 10 + 5
+    assert clock.sleeps == []
+
+
+def test_acquire_returns_zero_while_tokens_are_there(clock):
+    bucket = TokenBucket(1, 3, clock=clock, sleep=clock.sleep)
+    assert [bucket.acquire(), bucket.acquire(2)] == [0.0, 0.0]
+    assert clock.sleeps == []
+
+
+def test_acquire_sleeps_the_shortfall_through_the_injected_sleep(clock):
+    bucket = TokenBucket(4, 2, clock=clock, sleep=clock.sleep)
+    bucket.acquire(2)
+    assert bucket.acquire(1) == pytest.approx(0.25)
+    assert clock.sleeps == [pytest.approx(0.25)]
+
+
+def test_acquire_queues_callers_behind_earlier_waiters(clock):
+    slept = []
+    bucket = TokenBucket(1, 1, clock=clock, sleep=slept.append)  # sleeps do not move the clock
+    waits = [bucket.acquire(1) for _ in range(4)]
+    assert waits == [0.0, 1.0, 2.0, 3.0]
+    assert slept == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("n", [6, 0, -1, float("nan"), float("inf")])
+def test_impossible_acquire_raises_value_error_at_once(clock, n):
+    bucket = TokenBucket(1, 5, clock=clock, sleep=clock.sleep)
+    with pytest.raises(ValueError, match="capacity 5"):
+        bucket.acquire(n)
+    with pytest.raises(ValueError):
+        bucket.try_acquire(n)
+    assert clock.sleeps == [] and bucket.level == 5
+
+
+def test_acquire_past_timeout_raises_and_takes_nothing(clock):
+    bucket = TokenBucket(1, 2, clock=clock, sleep=clock.sleep)
+    bucket.acquire(2)
+    with pytest.raises(RateLimitTimeout, match="timeout"):
+        bucket.acquire(1, timeout=0.5)
+    assert clock.sleeps == [] and bucket.level == 0
+    assert bucket.acquire(1, timeout=1.0) == 1.0
+
+
+def test_try_acquire_is_false_while_earlier_callers_wait(clock):
+    slept = []
+    bucket = TokenBucket(1, 1, clock=clock, sleep=slept.append)
+    bucket.acquire(1)
+    bucket.acquire(1)  # in debt: this caller's token arrives in 1 s
+    clock.advance(1.5)
+    assert bucket.try_acquire() is False  # 0.5 tokens, and they belong to the waiter's successor
+    clock.advance(0.5)
+    assert bucket.try_acquire() is True
+
+
+def test_large_request_is_served_fifo_among_eight_threads_of_small_ones():
+    rate, capacity, small_threads = 10.0, 5.0, 8
+    vt = VirtualTime(workers=small_threads + 1)
+    bucket = TokenBucket(rate, capacity, clock=vt.clock, sleep=vt.sleep)
+    grants, grants_lock, big = [], threading.Lock(), {}
+
+    def small() -> None:
+        try:
+            for _ in range(100):  # bounded; virtual time ends the loop long before
+                if vt.clock() >= 4.0:
+                    break
+                bucket.acquire(1)
+                with grants_lock:
+                    grants.append((vt.clock(), 1))
+        finally:
+            vt.finish()
+
+    def large() -> None:
+        try:
+            vt.sleep(1.0)  # join once the small ones have queued up
+            big["asked"] = vt.clock()
+            big["wait"] = bucket.acquire(5)
+            big["served"] = vt.clock()
+            with grants_lock:
+                grants.append((vt.clock(), 5))
+        finally:
+            vt.finish()
+
+    threads = [threading.Thread(target=small) for _ in range(small_threads)]
+    threads.append(threading.Thread(target=large))
+    for thread in threads:
+        thread.start()
+    vt.drive()
+    for thread in threads:
+        thread.join(5.0)
+    # Each small thread has at most one token queued ahead, so the big one waits for its own
+    # 5 tokens plus one round of the others: 5/rate + 8/rate, never starved.
+    assert big["served"] - big["asked"] == pytest.approx(big["wait"])
+    assert 0 < big["wait"] <= (5 + small_threads) / rate + 1e-9
+    for t in (1.0, 2.0, 3.0, 4.0):
+        assert sum(n for when, n in grants if when <= t) <= rate * t + capacity + 1e-6
+
+
+def test_refund_caps_the_level_at_capacity(clock):
+    bucket = TokenBucket(1, 5, clock=clock)
+    bucket.try_acquire(2)
+    bucket.refund(10)
+    assert bucket.level == 5
+
+
+def test_consume_leaves_a_debt_that_try_acquire_respects(clock):
+    bucket = TokenBucket(2, 4, clock=clock)
+    bucket.consume(7)
+    assert bucket.level == -3
+    clock.advance(1.5)  # back to 0
+    assert bucket.try_acquire() is False
+    clock.advance(0.5)
+    assert bucket.try_acquire() is True
+
+
+def test_wait_time_counts_the_debt_without_taking(clock):
+    bucket = TokenBucket(2, 4, clock=clock)
+    bucket.consume(5)
+    assert bucket.wait_time(2) == pytest.approx(1.5)
+    assert bucket.level == -1
+
+
+def test_lower_to_lowers_but_never_raises_the_level(clock):
+    bucket = TokenBucket(1, 10, clock=clock)
+    bucket.lower_to(3)
+    assert bucket.level == 3
+    bucket.lower_to(8)
+    assert bucket.level == 3
+
+
+def test_bucket_repr_shows_rate_capacity_and_level(clock):
+    assert repr(TokenBucket(2, 10, clock=clock)) == "TokenBucket(rate=2/s, capacity=10, level=10.00)"
+
+
+# -- RateLimiter --------------------------------------------------------------------------------
+
+def limiter_with(clock: FakeClock, **kwargs) -> RateLimiter:
+    return RateLimiter(clock=clock, sleep=clock.sleep, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"rpm": 0}, {"tpm": -1}, {"rpm": float("nan")}, {"max_concurrent": 0},
+    {"max_concurrent": 1.5}, {"max_concurrent": True}, {"burst_seconds": 0},
+    {"pause_scope": "global"},
+])
+def test_limiter_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        RateLimiter(**kwargs)
+
+
+def test_buckets_hold_burst_seconds_of_per_minute_quota(clock):
+    limiter = limiter_with(clock, rpm=120, tpm=6000)
+    assert (limiter.requests_bucket.rate, limiter.requests_bucket.capacity) == (2, 120)
+    assert (limiter.tokens_bucket.rate, limiter.tokens_bucket.capacity) == (100, 6000)
+    short = limiter_with(clock, tpm=6000, burst_seconds=10)
+    assert short.tokens_bucket.capacity == 1000
+
+
+def test_unlimited_limiter_admits_at_once(clock):
+    with limiter_with(clock).reserve(10 ** 9) as reservation:
+        assert reservation.waited == 0.0
+    assert clock.sleeps == []
+
+
+def test_reserve_takes_one_request_and_the_tokens(clock):
+    limiter = limiter_with(clock, rpm=60, tpm=1000)
+    reservation = limiter.reserve(300, model="m")
+    assert isinstance(reservation, Reservation)
+    assert limiter.requests_bucket.level == 59
+    assert limiter.tokens_bucket.level == 700
+    assert (reservation.tokens, reservation.charged, reservation.waited) == (300, 300, 0.0)
+
+
+def test_settle_lower_refunds_the_difference(clock):
+    limiter = limiter_with(clock, tpm=1000)
+    reservation = limiter.reserve(300)
+    assert reservation.settle(120) == -180
+    assert limiter.tokens_bucket.level == 880
+
+
+def test_settle_higher_charges_the_difference_as_debt(clock):
+    limiter = limiter_with(clock, tpm=1000)
+    limiter.reserve(900).settle(1300)
+    assert limiter.tokens_bucket.level == -300
+
+
+def test_settling_twice_does_not_double_count(clock):
+    limiter = limiter_with(clock, tpm=1000)
+    reservation = limiter.reserve(300)
+    reservation.settle(100)
+    reservation.settle(100)
+    assert limiter.tokens_bucket.level == 900
+    reservation.settle(250)  # a later, better figure moves only the difference
+    assert limiter.tokens_bucket.level == 750
+
+
+def test_refund_gives_back_every_token_once(clock):
+    limiter = limiter_with(clock, tpm=1000)
+    reservation = limiter.reserve(300)
+    assert reservation.refund() == 300
+    assert reservation.refund() == 0
+    assert limiter.tokens_bucket.level == 1000
+
+
+def test_settle_rejects_negative_usage(clock):
+    with pytest.raises(ValueError, match="actual_tokens"):
+        limiter_with(clock, tpm=1000).reserve(10).settle(-1)
+
+
+def test_reservation_larger_than_tpm_raises_naming_max_tokens_and_tpm(clock):
+    limiter = limiter_with(clock, tpm=10000)
+    with pytest.raises(ValueError) as caught:
+        limiter.reserve(50000)
+    assert str(caught.value) == ("reservation of 50000 tokens (prompt estimate + max_tokens) "
+                                 "exceeds tpm=10000; lower max_tokens or raise tpm")
+    assert limiter.tokens_bucket.level == 10000
+
+
+def test_reservation_beyond_the_free_level_is_taken_as_debt(clock):
+    limiter = limiter_with(clock, tpm=600)  # 10 tokens/s
+    limiter.reserve(500)
+    reservation = limiter.reserve(500)  # 100 left: wait 40 s for the other 400
+    assert reservation.waited == pytest.approx(40.0)
+    assert clock.sleeps == [pytest.approx(40.0)]
+
+
+def test_reservation_beyond_a_short_burst_waits_for_capacity_then_owes_the_rest(clock):
+    limiter = limiter_with(clock, tpm=600, burst_seconds=10)  # capacity 100
+    assert limiter.reserve(300).waited == 0.0
+    assert limiter.tokens_bucket.level == -200
+    assert limiter.reserve(50).waited == pytest.approx(25.0)
+
+
+def test_timeout_raises_rate_limit_timeout_taking_nothing(clock):
+    limiter = limiter_with(clock, rpm=60, tpm=600)
+    limiter.reserve(600)
+    with pytest.raises(RateLimitTimeout, match="tpm"):
+        limiter.reserve(100, timeout=5)  # needs 10 s
+    assert limiter.requests_bucket.level == 59
+    assert limiter.tokens_bucket.level == 0
+    assert clock.sleeps == []
+    assert limiter.reserve(100, timeout=10).waited == pytest.approx(10.0)
+
+
+def test_timeout_counts_the_request_bucket_too(clock):
+    limiter = limiter_with(clock, rpm=6, tpm=6000, burst_seconds=10)  # one request per 10 s
+    limiter.reserve(1)
+    with pytest.raises(RateLimitTimeout, match="rpm"):
+        limiter.reserve(1, timeout=3)
+    assert limiter.tokens_bucket.level == 999
+
+
+def test_a_long_tokens_wait_does_not_bank_a_burst_of_requests(clock):
+    # 60 rpm with a 10 s burst: however long the TPM debt holds callers back, at most 10
+    # requests may leave together when it clears, then one a second.
+    limiter = limiter_with(clock, rpm=60, tpm=60000, burst_seconds=10)
+    limiter.tokens_bucket.consume(10000 + 100000)  # 100 s of TPM debt
+    slept = []
+    limiter._sleep = slept.append  # queue the callers without time passing
+    waits = [limiter.reserve(1).waited for _ in range(14)]
+    assert waits[:10] == [pytest.approx(100 + (i + 1) / 1000) for i in range(10)]
+    assert waits[10:] == [pytest.approx(101.001), pytest.approx(102.001), pytest.approx(103.001),
+                          pytest.approx(104.001)]
+
+
+def test_observe_429_retry_after_pauses_that_model_only(clock):
+    limiter = limiter_with(clock)
+    assert limiter.observe("gpt-4o", 429, {"Retry-After": "2"}) == 2.0
+    assert limiter.pause_remaining("gpt-4o") == 2.0
+    assert limiter.pause_remaining("claude") == 0.0
+    clock.advance(1.5)
+    assert limiter.pause_remaining("gpt-4o") == pytest.approx(0.5)
+
+
+def test_observe_429_in_key_scope_pauses_every_model(clock):
+    limiter = limiter_with(clock, pause_scope="key")
+    limiter.observe("gpt-4o", 429, {"retry-after": "2"})
+    assert limiter.pause_remaining("claude") == 2.0
+    assert limiter.pause_remaining() == 2.0
+
+
+@pytest.mark.parametrize("headers", [
+    {"Retry-After": "2"}, {"RETRY-AFTER": "2"}, CaseInsensitiveDict({"retry-after": "2"}),
+    {"retry-after-ms": "2000", "retry-after": "30"},
+])
+def test_observe_reads_headers_in_any_case(clock, headers):
+    limiter = limiter_with(clock)
+    limiter.observe("m", 503, headers)
+    assert limiter.pause_remaining("m") == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("status, headers", [
+    (200, {"Retry-After": "5"}), (500, {"Retry-After": "5"}), (429, {}), (429, None),
+    (429, {"Retry-After": "soon"}),
+])
+def test_observe_without_a_usable_retry_after_does_not_pause(clock, status, headers):
+    limiter = limiter_with(clock)
+    assert limiter.observe("m", status, headers) == 0.0
+    assert limiter.pause_remaining("m") == 0.0
+
+
+def test_a_new_pause_never_shortens_a_longer_one(clock):
+    limiter = limiter_with(clock)
+    limiter.observe("m", 429, {"Retry-After": "10"})
+    limiter.observe("m", 429, {"Retry-After": "1"})
+    assert limiter.pause_remaining("m") == 10.0
+
+
+def test_reserve_refuses_a_pause_beyond_max_pause_at_once(clock):
+    limiter = limiter_with(clock, rpm=60, tpm=1000)
+    limiter.observe("gpt-4o", 429, {"Retry-After": "2"})
+    with pytest.raises(RateLimitError, match="gpt-4o") as caught:
+        limiter.reserve(100, model="gpt-4o", max_pause=1)
+    assert caught.value.status_code == 429
+    assert caught.value.retry_after == 2.0
+    assert clock.sleeps == []
+    assert limiter.tokens_bucket.level == 1000 and limiter.requests_bucket.level == 60
+
+
+def test_reserve_sleeps_out_a_pause_within_max_pause(clock):
+    limiter = limiter_with(clock)
+    limiter.observe("gpt-4o", 429, {"Retry-After": "2"})
+    reservation = limiter.reserve(100, model="gpt-4o", max_pause=5)
+    assert clock.sleeps == [2.0]
+    assert reservation.waited == 2.0
+    assert limiter.reserve(1, model="claude").waited == 0.0
+
+
+def test_reserve_refuses_a_pause_longer_than_its_timeout(clock):
+    limiter = limiter_with(clock)
+    limiter.pause(3, model="m")
+    with pytest.raises(RateLimitError) as caught:
+        limiter.reserve(1, model="m", timeout=1)
+    assert caught.value.retry_after == 3.0 and clock.sleeps == []
+
+
+def test_a_pause_set_while_sleeping_on_a_bucket_is_respected(clock):
+    limiter = limiter_with(clock, tpm=600)  # 10 tokens/s
+    limiter.reserve(600)
+
+    def sleep_while_another_thread_gets_a_429(seconds):
+        clock.sleep(seconds)
+        if len(clock.sleeps) == 1:
+            limiter.observe("m", 429, {"Retry-After": "3"})
+
+    limiter._sleep = sleep_while_another_thread_gets_a_429
+    reservation = limiter.reserve(10, model="m")
+    assert clock.sleeps == [pytest.approx(1.0), 3.0]
+    assert reservation.waited == pytest.approx(4.0)
+
+
+def test_a_pause_set_while_sleeping_beyond_max_pause_gives_everything_back(clock):
+    limiter = limiter_with(clock, tpm=600, max_concurrent=1)
+    limiter.reserve(600).release()
+
+    def sleep_while_another_thread_gets_a_429(seconds):
+        clock.sleep(seconds)
+        limiter.observe("m", 429, {"Retry-After": "30"})
+
+    limiter._sleep = sleep_while_another_thread_gets_a_429
+    with pytest.raises(RateLimitError):
+        limiter.reserve(10, model="m", max_pause=5)
+    assert limiter.in_flight == 0
+    assert limiter.tokens_bucket.level == pytest.approx(10.0)  # its 10 are back, nothing owed
+
+
+def test_remaining_tokens_zero_holds_the_next_reserve_until_the_reset(clock):
+    limiter = limiter_with(clock)  # no tpm configured: the pause still applies
+    limiter.observe("m", 200, {"x-ratelimit-remaining-tokens": "0",
+                               "x-ratelimit-reset-tokens": "1s"})
+    reservation = limiter.reserve(10, model="m")
+    assert clock.sleeps == [1.0] and reservation.waited == 1.0
+
+
+def test_remaining_requests_lowers_the_rpm_level_but_never_raises_it(clock):
+    limiter = limiter_with(clock, rpm=600)
+    limiter.observe("m", 200, {"X-RateLimit-Remaining-Requests": "42",
+                               "X-RateLimit-Reset-Requests": "6s"})
+    assert limiter.requests_bucket.level == 42
+    limiter.observe("m", 200, {"x-ratelimit-remaining-requests": "500"})
+    assert limiter.requests_bucket.level == 42
+    assert limiter.pause_remaining("m") == 0.0
+
+
+def test_remaining_tokens_lowers_the_tpm_level(clock):
+    limiter = limiter_with(clock, tpm=10000)
+    limiter.observe("m", 200, {"x-ratelimit-remaining-tokens": "2500"})
+    assert limiter.tokens_bucket.level == 2500
+
+
+def test_concurrency_cap_blocks_a_third_reserve_until_one_releases():
+    limiter = RateLimiter(max_concurrent=2)
+    first, second = limiter.reserve(0), limiter.reserve(0)
+    admitted, third = threading.Event(), []
+
+    def reserve_third() -> None:
+        third.append(limiter.reserve(0, timeout=5))
+        admitted.set()
+
+    thread = threading.Thread(target=reserve_third)
+    thread.start()
+    assert not admitted.wait(0.1)
+    assert limiter.in_flight == 2
+    first.release()
+    assert admitted.wait(5)
+    thread.join(5)
+    assert limiter.in_flight == 2 and third[0].waited > 0
+    second.release()
+    third[0].release()
+    assert limiter.in_flight == 0
+
+
+def test_concurrency_wait_past_timeout_raises_rate_limit_timeout():
+    limiter = RateLimiter(rpm=60, max_concurrent=1)
+    with limiter.reserve(0):
+        with pytest.raises(RateLimitTimeout, match="max_concurrent=1"):
+            limiter.reserve(0, timeout=0.05)
+    assert limiter.in_flight == 0
+    assert limiter.requests_bucket.level == pytest.approx(59, abs=0.1)
+
+
+def test_release_is_idempotent_and_the_with_block_releases(clock):
+    limiter = limiter_with(clock, max_concurrent=1)
+    with limiter.reserve(0) as reservation:
+        assert limiter.in_flight == 1
+    assert limiter.in_flight == 0
+    reservation.release()
+    assert limiter.in_flight == 0
+
+
+def test_threads_sharing_a_limiter_never_exceed_the_concurrency_cap(clock):
+    limiter = limiter_with(clock, rpm=6000, tpm=10 ** 6, max_concurrent=2)
+    peak, inside, lock = [0], [0], threading.Lock()
+
+    def work() -> None:
+        for _ in range(50):
+            with limiter.reserve(10, timeout=5):
+                with lock:
+                    inside[0] += 1
+                    peak[0] = max(peak[0], inside[0])
+                time.sleep(0)
+                with lock:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert peak[0] <= 2 and limiter.in_flight == 0
+    assert limiter.requests_bucket.level == pytest.approx(6000 - 300)
+
+
+def test_limiter_repr_is_fit_for_a_log_line(clock):
+    limiter = limiter_with(clock, rpm=600, tpm=100000, max_concurrent=4)
+    limiter.pause(2, model="gpt-4o")
+    assert repr(limiter) == (
+        "RateLimiter(rpm=600, tpm=100000, max_concurrent=4, in_flight=0, pause_scope='model', "
+        "requests_left=600.0, tokens_left=100000.0, paused={'gpt-4o': 2.0})")
