@@ -285,6 +285,8 @@ class Server(ThreadingHTTPServer):
 
 
 class Server6(Server):
+    """The same server on an IPv6 loopback address (``::1``)."""
+
     address_family = socket.AF_INET6
 
 

@@ -445,7 +445,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description="Serve a fake OpenAI-compatible gateway on a loopback address. The first "
                     "line of stdout is its base URL; it stops on SIGTERM, SIGINT or when a "
                     "piped stdin closes.")
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address (default %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="loopback address (default %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between SSE events")

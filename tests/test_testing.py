@@ -171,8 +171,9 @@ def test_error_status_without_body_gets_openai_shaped_error(gw, http, status, ki
 
 
 def test_error_content_becomes_the_error_message(gw, http):
-    gw.script(MODEL, Reply(status=400, content="This model's maximum context length is 8192"))
-    assert chat(http, gw).json()["error"]["message"] == "This model's maximum context length is 8192"
+    message = "This model's maximum context length is 8192 tokens"
+    gw.script(MODEL, Reply(status=400, content=message))
+    assert chat(http, gw).json()["error"]["message"] == message
 
 
 def test_raw_body_and_json_replies_are_sent_verbatim(gw, http):
@@ -240,7 +241,8 @@ def test_request_without_model_gets_400(gw, http):
 
 def test_unknown_path_gets_404_and_wrong_method_405(gw, http):
     missing = http.post(gw.base_url + "/completions", json={}, timeout=5)
-    assert missing.status_code == 404 and "Unknown request URL" in missing.json()["error"]["message"]
+    assert missing.status_code == 404
+    assert "Unknown request URL" in missing.json()["error"]["message"]
     assert http.get(gw.base_url + "/chat/completions", timeout=5).status_code == 405
 
 
