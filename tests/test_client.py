@@ -174,3 +174,28 @@ def test_the_key_never_leaks_even_when_the_server_echoes_it(clock, caplog):
     for text in texts:
         assert KEY not in text
         assert "abcdef123456" not in text
+
+
+def test_proxies_and_ca_bundle_are_read_once_from_the_environment(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/custom.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = llmroute.Client("https://gateway.test/v1", KEY)
+    assert client._proxies.get("https") == "http://proxy.test:3128"
+    assert client._verify == "/etc/ssl/custom.pem"
+    monkeypatch.setenv("NO_PROXY", "gateway.test")
+    assert "https" not in llmroute.Client("https://gateway.test/v1", KEY)._proxies
+
+
+@responses.activate
+def test_pool_grows_on_demand_and_keeps_working(client):
+    responses.add(responses.POST, URL, json=completion())
+    client.ensure_pool(64)
+    assert client.pool_maxsize == 64 and client._adapter._pool_maxsize == 64
+    assert client.chat("gpt-5.4", MESSAGES).content == "hi"
+
+
+def test_adapter_never_retries_on_its_own(client):
+    retries = client._adapter.max_retries
+    assert retries.total == 0 and retries.connect == 0 and retries.read == 0
