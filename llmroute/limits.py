@@ -150,7 +150,7 @@ class TokenBucket:
         return wait
 
     def try_acquire(self, n: float = 1) -> bool:
-        """Take ``n`` tokens if they are there now; never blocks. False while earlier callers wait."""
+        """Take ``n`` tokens if they are there now; never blocks. False while others wait (FIFO)."""
         if not 0 < n <= self._capacity:
             self._check(n)
         with self._lock:
@@ -174,7 +174,7 @@ class TokenBucket:
             return self._wait_locked(n, self._clock())
 
     def refund(self, n: float) -> None:
-        """Give back ``n`` tokens (an estimate that proved too high); the level stays <= capacity."""
+        """Give back ``n`` tokens (an estimate proved too high); the level stays <= capacity."""
         n = _number("n", n, positive=False)
         with self._lock:
             self._refill(self._clock())
@@ -188,7 +188,7 @@ class TokenBucket:
             self._level -= n
 
     def lower_to(self, level: float) -> None:
-        """Lower the level to ``level`` if it is higher (the server says less is left); never raise it."""
+        """Lower the level to ``level`` if higher (the server says less is left); never raise it."""
         level = _number("level", level, positive=False)
         with self._lock:
             self._refill(self._clock())

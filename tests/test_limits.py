@@ -238,7 +238,8 @@ def test_lower_to_lowers_but_never_raises_the_level(clock):
 
 
 def test_bucket_repr_shows_rate_capacity_and_level(clock):
-    assert repr(TokenBucket(2, 10, clock=clock)) == "TokenBucket(rate=2/s, capacity=10, level=10.00)"
+    expected = "TokenBucket(rate=2/s, capacity=10, level=10.00)"
+    assert repr(TokenBucket(2, 10, clock=clock)) == expected
 
 
 # -- RateLimiter --------------------------------------------------------------------------------
