@@ -17,8 +17,12 @@ from .client import Client
 from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
 from .limits import RateLimiter, Reservation, TokenBucket
 from ._headers import RateLimitInfo, parse_retry_after
+from . import presets
+from .health import CooldownPolicy, LatencyStats, ModelHealth
 from .results import ChatResult, ToolCall, Usage
 from .retry import RetryPolicy
+from .router import RouteResult, Router
+from .routes import Route, RouteTable
 from .tokens import estimate_tokens, fit_messages
 
 
@@ -33,6 +37,8 @@ __all__ = [
     "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
     "ModelTotals", "RateLimitInfo", "RateLimiter", "Reservation", "RetryPolicy", "TokenBucket",
     "ToolCall", "Usage", "parse_retry_after",
+    "CooldownPolicy", "LatencyStats", "ModelHealth", "Route", "RouteResult", "RouteTable",
+    "Router", "presets",
     "estimate_tokens", "fit_messages",
 ]
 

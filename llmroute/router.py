@@ -1,0 +1,333 @@
+"""Router: classify a prompt, pick models from its route, try them in turn, say why.
+
+One routed call: classify → the task's route → per-model params and static filters (feature,
+context window, ``max_cost_usd``) → order by priority → for each candidate: cooldown check,
+``Budget`` hold, ``Client.chat``; a failure that another model may not share (5xx, timeout,
+404, 429 past the cap, a bad body) moves on, one that every model would share (400, 401, 403,
+422) is raised at once. A model that is skipped is never sent a request. The router is shared
+by threads: routes are immutable, health has its own lock, no lock spans a request.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import _candidates as cand
+from .client import Client
+from .costs import Budget, BudgetHold
+from .errors import (AllModelsFailedError, APIConnectionError, APIStatusError,
+                     BudgetExceededError, ContextLengthExceededError, InternalServerError,
+                     InvalidResponseError, NotFoundError, RateLimitError, RateLimitTimeout,
+                     ToolCallError)
+from .health import CooldownPolicy, HealthBoard, LatencyStats, ModelHealth
+from .results import ChatResult
+from .routes import TASKS, RoutesSpec, RouteTable, load_routes
+from .tokens import estimate_tokens
+
+__all__ = ["Router", "RouteResult"]
+
+log = logging.getLogger(__name__)
+
+#: Options of ``Client.chat`` that steer the call and are not request params.
+_CLIENT_OPTIONS = ("deadline", "timeout", "idempotency_key", "extra_headers")
+#: Failures that say the model (not the request) is unwell: they count toward a cooldown.
+_UNHEALTHY = (InternalServerError, APIConnectionError, NotFoundError, RateLimitError,
+              InvalidResponseError)
+#: Statuses without a class of their own that another model may well not share.
+_FALLBACK_STATUSES = frozenset({408, 409})
+#: Cues shown in a reason line: enough to see why, short enough for one log line.
+_REASON_CUES = 3
+
+Messages = Sequence[Mapping[str, Any]]
+Prompt = Union[str, Messages]
+
+
+@dataclass(frozen=True)
+class RouteResult(ChatResult):
+    """A ``ChatResult`` plus how it was routed: the ``task``, its ``classification`` (``None``
+    when the task was given), a one-line ``reason``, ``routed_via`` ("primary", "fallback",
+    "context_fit", "budget") and ``tried``: (model, error or skip reason) of each model passed
+    over, in order."""
+
+    task: Any = None
+    classification: Any = None
+    reason: str = ""
+    routed_via: str = "primary"
+    tried: Tuple[Tuple[str, str], ...] = ()
+
+
+def _as_messages(prompt: Prompt) -> List[Mapping[str, Any]]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ValueError("prompt is empty")
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, bytes) or not isinstance(prompt, Sequence) or not prompt:
+        raise ValueError("prompt must be a non-empty string or a non-empty list of messages, "
+                         "got %r" % (type(prompt).__name__,))
+    for message in prompt:
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise ValueError("each message must be a dict with a 'role', got %r" % (message,))
+    return list(prompt)
+
+
+def _check_priority(priority: Any) -> str:
+    if priority not in cand.PRIORITIES:
+        raise ValueError("priority must be one of %s, got %r"
+                         % (", ".join(cand.PRIORITIES), priority))
+    return priority
+
+
+def _check_cap(value: Any) -> Optional[Decimal]:
+    if value is None:
+        return None
+    if isinstance(value, (bool, float)):
+        raise ValueError("max_cost_usd must be a Decimal, int or str (money is exact), got %r"
+                         % (value,))
+    try:
+        cap = Decimal(value)
+    except ArithmeticError:
+        raise ValueError("max_cost_usd must be a number, got %r" % (value,)) from None
+    if not cap.is_finite() or cap < 0:
+        raise ValueError("max_cost_usd must be a non-negative amount, got %r" % (value,))
+    return cap
+
+
+def _check_deadline(deadline: Any) -> Optional[float]:
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(
+            deadline, (int, float)) or not 0 < deadline < float("inf")):
+        raise ValueError("deadline must be a positive number of seconds, got %r" % (deadline,))
+    return deadline
+
+
+def _task_name(task: Any) -> str:
+    name = getattr(task, "value", task)
+    if not isinstance(name, str) or name not in TASKS:
+        raise ValueError("unknown task %r; known tasks: %s" % (task, ", ".join(TASKS)))
+    return name
+
+
+def _as_task_type(name: str) -> Any:
+    from .classify import TaskType
+    return TaskType(name)
+
+
+def _describe(error: BaseException) -> str:
+    return "%s: %s" % (type(error).__name__, error)
+
+
+def _short(error: BaseException) -> str:
+    status = getattr(error, "status_code", None)
+    name = type(error).__name__
+    return "%s %s" % (name, status) if isinstance(error, APIStatusError) else name
+
+
+def _disposition(error: BaseException) -> Optional[str]:
+    """How a failure moves on: "unhealthy" (counts toward a cooldown), "context_fit" (try a
+    larger window), "fallback" (try the next model), or ``None``: raise it, every model would."""
+    if isinstance(error, ContextLengthExceededError):
+        return cand.CONTEXT_FIT
+    if isinstance(error, _UNHEALTHY):
+        return "unhealthy"
+    if isinstance(error, APIStatusError) and type(error) is APIStatusError and (
+            error.status_code in _FALLBACK_STATUSES or error.status_code >= 500):
+        return "unhealthy"
+    if isinstance(error, (RateLimitTimeout, ToolCallError)):
+        return cand.FALLBACK  # our own limiter's wait, or one bad answer: not the model's health
+    return None
+
+
+class Router:
+    """Routes each prompt to the model its task calls for, with fallbacks, budgets and
+    cooldowns. Raises ``ValueError`` for bad routes, priority or caps."""
+
+    def __init__(self, client: Client, *, routes: RoutesSpec = None,
+                 priority: str = "balanced", max_cost_usd: Any = None,
+                 budget: Optional[Budget] = None,
+                 cooldown: Optional[CooldownPolicy] = CooldownPolicy(),
+                 classifier: Any = None, clock: Optional[Callable[[], float]] = None) -> None:
+        self.client = client
+        self.routes: RouteTable = load_routes(routes)
+        self.priority = _check_priority(priority)
+        self.max_cost_usd = _check_cap(max_cost_usd)
+        self.budget = budget
+        self._clock = clock if clock is not None else client._clock
+        self._health = HealthBoard(cooldown if cooldown is not None else CooldownPolicy(),
+                                   clock=self._clock)
+        self._classifier = classifier
+
+    @classmethod
+    def from_file(cls, client: Client, path: Union[str, "os.PathLike[str]"],
+                  **kwargs: Any) -> "Router":
+        """A router whose routes are read from a JSON file over the defaults."""
+        return cls(client, routes=RouteTable.from_file(path, base=load_routes()), **kwargs)
+
+    # Observation --------------------------------------------------------------------------------
+    def health(self) -> Mapping[str, ModelHealth]:
+        """Circuit state of every routed model (read-only snapshot)."""
+        return self._health.health(self.routes.models())
+
+    def stats(self) -> Mapping[str, LatencyStats]:
+        """Recent latency percentiles and error counts of every routed model."""
+        return self._health.stats(self.routes.models())
+
+    def __repr__(self) -> str:
+        return "Router(priority=%r, max_cost_usd=%s, budget=%r, cooldown=%r)" % (
+            self.priority, self.max_cost_usd, self.budget, self._health.policy)
+
+    # Routing ------------------------------------------------------------------------------------
+    def _classify(self, messages: Messages, tools: Any) -> Any:
+        classifier = self._classifier
+        if classifier is None:
+            from .classify import classify as classifier
+        elif hasattr(classifier, "classify"):
+            classifier = classifier.classify
+        return classifier(None, tools=tools, messages=messages)
+
+    def _task(self, messages: Messages, task: Any, tools: Any) -> Tuple[str, Any, str]:
+        """(task name, Classification or None, how the task was decided, for the reason)."""
+        if task is not None:
+            name = _task_name(task)
+            return name, None, "task %s (given)" % name
+        try:
+            found = self._classify(messages, tools)
+        except ValueError as err:  # e.g. no user message: nothing to read, route as general
+            log.debug("classification failed (%s); routing as general", err)
+            return "general", None, "general prompt (unclassifiable: %s)" % err
+        name = _task_name(found.task)
+        if tools and name != "function_calling":
+            return "function_calling", found, "function_calling (tools given)"
+        cues = ", ".join(found.matched[:_REASON_CUES]) or "no cues"
+        return name, found, "%s prompt (matched: %s)" % (name, cues)
+
+    def complete(self, prompt_or_messages: Prompt, *, task: Any = None,
+                 priority: Optional[str] = None, max_cost_usd: Any = None,
+                 **params: Any) -> RouteResult:
+        """Route one chat completion and return its ``RouteResult``.
+
+        ``task`` (a TaskType or its value) skips classification; ``params`` are request
+        params that override the route's (``None`` removes one) plus ``Client.chat`` options.
+        Raises ``BudgetExceededError`` when every model is over the cap or budget (nothing is
+        sent), ``AllModelsFailedError`` when every model failed or was skipped, the error
+        itself for 400/401/403/422, and ``ValueError`` for bad arguments.
+        """
+        messages = _as_messages(prompt_or_messages)
+        priority = _check_priority(priority if priority is not None else self.priority)
+        cap = _check_cap(max_cost_usd) if max_cost_usd is not None else self.max_cost_usd
+        options = {k: params.pop(k) for k in _CLIENT_OPTIONS if k in params}
+        deadline = _check_deadline(options.pop("deadline", None))
+        name, classification, how = self._task(messages, task, params.get("tools"))
+        route = self.routes[name]
+        prompt_tokens = estimate_tokens(messages)
+        candidates = cand.build_candidates(route, params, messages, prompt_tokens,
+                                           self.client.catalog, cap)
+        p50s = self._health.p50s(route.models) if priority == "speed" else {}
+        ordered, why_first = cand.order_candidates(candidates, priority, name, p50s)
+        end = self._clock() + deadline if deadline is not None else None
+        passed: List[Tuple[str, str, Any, str]] = []  # (model, kind, error or reason, short)
+        need_window = 0  # after a context-length error: only larger windows are worth a try
+        for candidate in ordered:
+            model = candidate.model
+            skip, kind = candidate.skip, candidate.skip_kind
+            if skip is None and need_window:
+                window = candidate.spec.context_window if candidate.spec else None
+                if not window or window <= need_window:
+                    skip, kind = ("window %s is not larger than the one that overflowed (%d)"
+                                  % (window or "unknown", need_window), cand.CONTEXT_FIT)
+            if skip is None and end is not None and self._clock() >= end:
+                skip, kind = "the call's deadline has passed", cand.FALLBACK
+            probe = False
+            if skip is None:
+                skip, probe = self._health.acquire(model)  # a cooling model: fall back
+                kind = cand.FALLBACK
+            if skip is not None:
+                log.debug("route %s: skipping %s: %s", name, model, skip)
+                passed.append((model, kind, skip, skip))
+                continue
+            call_options = dict(options)
+            if end is not None:
+                call_options["deadline"] = max(end - self._clock(), 0.001)
+            if passed and options.get("idempotency_key"):
+                # Another model is another request: a gateway must not replay the first's answer.
+                call_options["idempotency_key"] = "%s:%s" % (options["idempotency_key"], model)
+            outcome = self._attempt(candidate, messages, call_options, probe)
+            if isinstance(outcome, ChatResult):
+                return self._result(outcome, name, classification, how, why_first, passed)
+            if isinstance(outcome, BudgetExceededError):
+                passed.append((model, cand.BUDGET, str(outcome), "over budget"))
+                continue
+            disposition = _disposition(outcome)
+            if disposition == cand.CONTEXT_FIT:
+                overflowed = candidate.spec.context_window if candidate.spec else None
+                need_window = max(need_window,
+                                  overflowed or prompt_tokens + candidate.max_tokens)
+            log.warning("route %s: %s failed (%s); falling back to the next model", name, model,
+                        _short(outcome))
+            passed.append((model, disposition if disposition == cand.CONTEXT_FIT
+                           else cand.FALLBACK, outcome, _short(outcome)))
+        raise self._all_failed(name, passed, cap)
+
+    def _attempt(self, candidate: cand.Candidate, messages: Messages,
+                 options: Dict[str, Any], probe: bool) -> Any:
+        """Send to one model: the ChatResult, a fallback-worthy error, or a BudgetExceededError
+        from the hold; raises what must not fall back. Health and budget are settled here."""
+        model = candidate.model
+        hold: Optional[BudgetHold] = None
+        try:
+            if self.budget is not None:
+                hold = self.budget.reserve(candidate.worst_case)
+            result = self.client.chat(model, messages, **options, **candidate.params)
+        except BudgetExceededError as err:
+            self._health.finished(model, probe)
+            return err
+        except BaseException as err:
+            disposition = _disposition(err)
+            if hold is not None:
+                if isinstance(err, ToolCallError):
+                    hold.commit(None)  # the answer arrived and was billed; its cost is unknown
+                else:
+                    hold.release()
+            if disposition == "unhealthy":
+                self._health.failed(model, _describe(err), probe)
+            else:
+                self._health.finished(model, probe, _describe(err))
+            if disposition is None:
+                raise
+            return err
+        if hold is not None:
+            hold.commit(result.cost_usd)
+        self._health.succeeded(model, result.latency_ms, probe)
+        return result
+
+    def _result(self, result: ChatResult, task: str, classification: Any, how: str,
+                why_first: str, passed: List[Tuple[str, str, Any, str]]) -> RouteResult:
+        if passed:
+            routed_via = passed[0][1]
+            why = "%s after %s" % (routed_via.replace("_", " "), "; ".join(
+                "%s (%s)" % (model, short) for model, _, _, short in passed))
+        else:
+            routed_via, why = "primary", why_first
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(ChatResult)}
+        return RouteResult(
+            **fields, task=_as_task_type(task), classification=classification,
+            reason="%s → %s, %s" % (how, result.model, why), routed_via=routed_via,
+            tried=tuple((model, detail if isinstance(detail, str) else _describe(detail))
+                        for model, _, detail, _ in passed))
+
+    def _all_failed(self, task: str, passed: List[Tuple[str, str, Any, str]],
+                    cap: Optional[Decimal]) -> Exception:
+        listing = "; ".join("%s: %s" % (model, detail if isinstance(detail, str)
+                                        else _describe(detail)) for model, _, detail, _ in passed)
+        if passed and all(kind == cand.BUDGET for _, kind, _, _ in passed):
+            budget = self.budget
+            return BudgetExceededError(
+                "no model of the %s route fits the cost limits; nothing was sent: %s"
+                % (task, listing), limit_usd=budget.limit_usd if budget else cap,
+                spent_usd=budget.spent_usd if budget else None)
+        return AllModelsFailedError(
+            "all %d models of the %s route failed or were skipped: %s"
+            % (len(passed), task, listing),
+            errors=[(model, detail) for model, _, detail, _ in passed])

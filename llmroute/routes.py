@@ -1,0 +1,175 @@
+"""The route table: for each task, an ordered list of models and the request parameters to use.
+
+The default table ships as ``llmroute/data/routes.json`` and is read on first use. A route is
+written as a list of models or as ``{"models": [...], "preset": name, "params": {...}}``: the
+params start from the preset (or, when overriding a default route, from that route's params)
+and are overlaid by ``params``, where ``null``/``None`` removes a key. User routes replace the
+default ones task by task; tasks they do not name keep their default route.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
+
+from . import presets
+
+__all__ = ["TASKS", "Route", "RouteTable", "default_routes", "load_routes"]
+
+#: The task labels a route may be given for (the values of ``llmroute.classify.TaskType``).
+TASKS = ("code", "math", "summarization", "creative_writing", "extraction", "general",
+         "function_calling", "long_context")
+
+_DEFAULT_PATH = Path(__file__).with_name("data") / "routes.json"
+# "comment" lets a JSON file say why a route is what it is; it is read and ignored.
+_ROUTE_KEYS = frozenset({"models", "preset", "params", "comment"})
+
+RoutesSpec = Union[None, str, "os.PathLike[str]", Mapping[str, Any], "RouteTable"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One task's models, most preferred first, and its read-only request parameters."""
+
+    task: str
+    models: Tuple[str, ...]
+    params: Mapping[str, Any]
+
+    def request_params(self) -> Dict[str, Any]:
+        """A fresh deep copy of the params, safe to change and send."""
+        return copy.deepcopy(dict(self.params))
+
+
+def _check_task(task: Any, where: str) -> str:
+    if not isinstance(task, str) or task not in TASKS:
+        raise ValueError("unknown task %r in %s; known tasks: %s"
+                         % (task, where, ", ".join(TASKS)))
+    return task
+
+
+def _check_models(task: str, models: Any, where: str) -> Tuple[str, ...]:
+    if isinstance(models, (str, bytes)) or not isinstance(models, (list, tuple)):
+        raise ValueError("route %r in %s: models must be a list of model names, got %r"
+                         % (task, where, models))
+    if not models:
+        raise ValueError("route %r in %s has an empty model list: give at least one model"
+                         % (task, where))
+    for model in models:
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError("route %r in %s: model names must be non-empty strings, got %r"
+                             % (task, where, model))
+    if len(set(models)) != len(models):
+        raise ValueError("route %r in %s lists a model twice: %r" % (task, where, list(models)))
+    return tuple(models)
+
+
+def _build_route(task: str, spec: Any, base: Optional[Route], where: str) -> Route:
+    """One route from its list or dict form, overlaid on ``base`` (the route it replaces)."""
+    if isinstance(spec, Route):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        spec = {"models": spec}
+    if not isinstance(spec, Mapping):
+        raise ValueError("route %r in %s must be a list of models or a dict with 'models', "
+                         "got %r" % (task, where, spec))
+    unknown = set(spec) - _ROUTE_KEYS
+    if unknown:
+        raise ValueError("route %r in %s has unknown key(s) %s; allowed: models, preset, params"
+                         % (task, where, ", ".join(sorted(map(str, unknown)))))
+    if "models" in spec:
+        models = _check_models(task, spec["models"], where)
+    elif base is not None:
+        models = base.models
+    else:
+        raise ValueError("route %r in %s needs a 'models' list" % (task, where))
+    if "preset" in spec:
+        params = dict(presets.get(spec["preset"]))
+    else:
+        params = base.request_params() if base is not None else {}
+    overlay = spec.get("params") or {}
+    if not isinstance(overlay, Mapping):
+        raise ValueError("route %r in %s: params must be a dict, got %r" % (task, where, overlay))
+    for key, value in overlay.items():
+        if not isinstance(key, str):
+            raise ValueError("route %r in %s: param names must be strings" % (task, where))
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = copy.deepcopy(value)
+    return Route(task, models, MappingProxyType(params))
+
+
+class RouteTable(Mapping[str, Route]):
+    """An immutable mapping task -> Route; every task of ``TASKS`` has a route."""
+
+    def __init__(self, routes: Mapping[str, Any], *, base: Optional["RouteTable"] = None,
+                 where: str = "routes") -> None:
+        if not isinstance(routes, Mapping):
+            raise ValueError("%s must map task names to routes, got %r" % (where, routes))
+        table: Dict[str, Route] = dict(base._routes) if base is not None else {}
+        for task, spec in routes.items():
+            _check_task(task, where)
+            table[task] = _build_route(task, spec, table.get(task), where)
+        missing = [task for task in TASKS if task not in table]
+        if missing:
+            raise ValueError("%s has no route for %s" % (where, ", ".join(missing)))
+        self._routes: Mapping[str, Route] = MappingProxyType(
+            {task: table[task] for task in TASKS})
+
+    @classmethod
+    def from_file(cls, path: Union[str, "os.PathLike[str]"], *,
+                  base: Optional["RouteTable"] = None) -> "RouteTable":
+        """Read ``{"routes": {...}}`` (or the bare ``{task: route}`` object) from a JSON file."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except OSError as err:
+            raise ValueError("cannot read routes file %s: %s" % (path, err)) from None
+        except ValueError as err:
+            raise ValueError("routes file %s is not valid JSON: %s" % (path, err)) from None
+        if isinstance(data, Mapping) and "routes" in data:
+            data = data["routes"]
+        return cls(data, base=base, where=str(path))
+
+    def models(self) -> Tuple[str, ...]:
+        """Every model of every route, each once, in table order."""
+        return tuple(dict.fromkeys(m for route in self._routes.values() for m in route.models))
+
+    def __getitem__(self, task: str) -> Route:
+        return self._routes[task]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def __repr__(self) -> str:
+        return "RouteTable(%s)" % ", ".join(
+            "%s=%s" % (task, "→".join(route.models)) for task, route in self._routes.items())
+
+
+_default: Optional[RouteTable] = None
+
+
+def default_routes() -> RouteTable:
+    """The shipped table, read once (racing first readers build equal tables; any one wins)."""
+    global _default
+    if _default is None:
+        _default = RouteTable.from_file(_DEFAULT_PATH)
+    return _default
+
+
+def load_routes(routes: RoutesSpec = None) -> RouteTable:
+    """The default table overlaid by ``routes``: a mapping, a JSON file path or a RouteTable."""
+    if routes is None:
+        return default_routes()
+    if isinstance(routes, RouteTable):
+        return routes
+    if isinstance(routes, (str, os.PathLike)):
+        return RouteTable.from_file(routes, base=default_routes())
+    return RouteTable(routes, base=default_routes())
