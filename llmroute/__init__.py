@@ -23,6 +23,9 @@ from .results import ChatResult, ToolCall, Usage
 from .retry import RetryPolicy
 from .router import RouteResult, Router
 from .routes import Route, RouteTable
+from .stream import ChatStream
+from .structured import JSONResult
+from .tools import ToolInvocation, ToolLoopError, ToolRun, run_tools, tool_schema
 from .tokens import estimate_tokens, fit_messages
 
 
@@ -38,7 +41,8 @@ __all__ = [
     "ModelTotals", "RateLimitInfo", "RateLimiter", "Reservation", "RetryPolicy", "TokenBucket",
     "ToolCall", "Usage", "parse_retry_after",
     "CooldownPolicy", "LatencyStats", "ModelHealth", "Route", "RouteResult", "RouteTable",
-    "Router", "presets",
+    "Router", "presets", "ChatStream", "JSONResult", "ToolInvocation", "ToolLoopError",
+    "ToolRun", "run_tools", "tool_schema",
     "estimate_tokens", "fit_messages",
 ]
 

@@ -14,7 +14,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -27,10 +28,14 @@ from ._headers import parse_rate_limit_headers, parse_retry_after
 from .catalog import Catalog, default_catalog
 from .costs import CostTracker
 from .errors import (APIConnectionError, APIStatusError, APITimeoutError, ConfigError,
-                     InvalidResponseError, RateLimitError, redact, status_error)
+                     InvalidResponseError, ToolCallError, redact, status_error)
 from .results import ChatResult, Usage, first_choice, parse_tool_calls, parse_usage
 from .retry import RetryPolicy
 from .tokens import estimate_tokens
+
+if TYPE_CHECKING:  # imported lazily at run time: streaming and JSON are optional paths
+    from .stream import ChatStream
+    from .structured import JSONResult
 
 __all__ = ["Client", "DEFAULT_MAX_OUTPUT_TOKENS"]
 
@@ -223,6 +228,23 @@ class Client:
             if exchange.reservation is not None:
                 exchange.reservation.release()
 
+    def chat_json(self, model: str, messages: Messages, *,
+                  schema: Optional[Mapping[str, Any]] = None, max_repairs: int = 2,
+                  **params: Any) -> "JSONResult":
+        """``chat`` for a JSON answer, parsed, checked and repaired: ``structured.chat_json``."""
+        from .structured import chat_json
+        return chat_json(self, model, messages, schema=schema, max_repairs=max_repairs, **params)
+
+    def stream(self, model: str, messages: Messages, *, deadline: Optional[float] = None,
+               timeout: Optional[Timeout] = None, idempotency_key: Optional[str] = None,
+               extra_headers: Optional[Mapping[str, str]] = None,
+               **params: Any) -> "ChatStream":
+        """``chat`` as a ``ChatStream`` of text deltas (see ``llmroute.stream``)."""
+        from .stream import open_stream
+        return open_stream(self, model, messages, deadline=deadline, timeout=timeout,
+                           idempotency_key=idempotency_key, extra_headers=extra_headers,
+                           **params)
+
     # Internals shared with streaming and structured output ----------------------------------
     def _payload(self, model: str, messages: Messages, params: Mapping[str, Any]
                  ) -> Dict[str, Any]:
@@ -410,12 +432,22 @@ class Client:
             self.tracker.add(model, prompt_tokens=usage.prompt_tokens if usage else 0,
                              completion_tokens=usage.completion_tokens if usage else 0,
                              cost_usd=cost)
+        try:
+            tool_calls = parse_tool_calls(message.get("tool_calls"))
+        except ToolCallError as err:
+            # The call was billed: keep its result (usage, cost) on the error for the caller.
+            err.result = ChatResult(
+                content=message.get("content"), model=data.get("model") or model,
+                finish_reason=choice.get("finish_reason"), usage=usage, cost_usd=cost,
+                latency_ms=latency_ms, attempts=exchange.attempts, request_id=request_id,
+                raw=data)
+            raise
         return ChatResult(
             content=message.get("content"), model=data.get("model") or model,
             finish_reason=choice.get("finish_reason"), usage=usage, cost_usd=cost,
             latency_ms=latency_ms, attempts=exchange.attempts, request_id=request_id,
-            tool_calls=parse_tool_calls(message.get("tool_calls")),
-            rate_limit=parse_rate_limit_headers(response.headers), raw=data)
+            tool_calls=tool_calls, rate_limit=parse_rate_limit_headers(response.headers),
+            raw=data)
 
 
 def _request_id(headers: Mapping[str, str]) -> Optional[str]:

@@ -146,6 +146,8 @@ class ToolCallError(LLMRouteError):
         self.raw = raw
         self.name = name
         self.call_id = call_id
+        #: The ChatResult of the billed call whose arguments failed to decode, when known.
+        self.result: Any = None
 
 
 class StreamInterruptedError(APIConnectionError):

@@ -174,6 +174,17 @@ class Router:
         """Recent latency percentiles and error counts of every routed model."""
         return self._health.stats(self.routes.models())
 
+    def complete_json(self, prompt_or_messages: Prompt, *, schema: Optional[Mapping[str, Any]] = None,
+                      max_repairs: int = 2, **kwargs: Any) -> Any:
+        """``complete`` for a JSON answer, parsed, checked and repaired (``structured.complete_json``).
+
+        The task defaults to ``extraction``, whose route puts the model with the best JSON
+        record in the comparison first; repair turns go through the same route.
+        """
+        from .structured import complete_json
+        return complete_json(self, prompt_or_messages, schema=schema, max_repairs=max_repairs,
+                             **kwargs)
+
     def __repr__(self) -> str:
         return "Router(priority=%r, max_cost_usd=%s, budget=%r, cooldown=%r)" % (
             self.priority, self.max_cost_usd, self.budget, self._health.policy)

@@ -199,3 +199,12 @@ def test_pool_grows_on_demand_and_keeps_working(client):
 def test_adapter_never_retries_on_its_own(client):
     retries = client._adapter.max_retries
     assert retries.total == 0 and retries.connect == 0 and retries.read == 0
+
+
+@responses.activate
+def test_undecodable_tool_arguments_keep_the_billed_result_on_the_error(client):
+    responses.add(responses.POST, URL, json=completion(content=None, tool_calls=[
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]))
+    with pytest.raises(llmroute.ToolCallError) as info:
+        client.chat("gpt-5.4", MESSAGES, tools=[{"type": "function", "function": {"name": "f"}}])
+    assert info.value.raw == "{oops" and info.value.result.cost_usd == Decimal("0.03")
