@@ -66,8 +66,7 @@ class ToolRun:
     """A finished tool conversation: the final answer and everything that led to it.
 
     ``rounds`` counts requests to the model (repair turns included). ``usage``/``cost_usd`` sum
-    every request, or are ``None`` when one is unknown (a turn whose arguments were not JSON
-    raises inside ``client.chat`` before its usage reaches us).
+    every request, repaired turns included, or are ``None`` when one is unknown.
     """
 
     result: ChatResult
@@ -210,6 +209,8 @@ def run_tools(client: Any, model: str, messages: Sequence[Mapping[str, Any]],
             if repairs >= max_repairs or round_ == max_rounds:
                 raise
             repairs += 1
+            if err.result is not None:  # the bad turn was billed: count it in the totals
+                turns.append(err.result)
             log.info("model=%s sent arguments for tool %s that are not JSON; repair %d/%d",
                      model, err.name, repairs, max_repairs)
             transcript.append({"role": "user", "content": _repair_text(err)})
@@ -217,10 +218,10 @@ def run_tools(client: Any, model: str, messages: Sequence[Mapping[str, Any]],
         turns.append(result)
         if not result.tool_calls:
             transcript.append({"role": "assistant", "content": result.content})
-            usage, cost = _totals(turns, repairs > 0)
+            usage, cost = _totals(turns, False)
             return ToolRun(result, transcript, round_, calls, repairs, usage, cost)
         if round_ == max_rounds:
-            usage, cost = _totals(turns, repairs > 0)
+            usage, cost = _totals(turns, False)
             raise ToolLoopError(
                 "model %s still called tools (%s) after %d rounds; raise max_rounds or check "
                 "for a loop" % (model, ", ".join(c.name for c in result.tool_calls), round_),

@@ -116,7 +116,9 @@ def test_a_tool_result_becomes_the_tool_message_content(gw, client, value, conte
     assert "tools" not in gw.requests[0].json  # an empty list is refused by OpenAI
 
 
-def test_arguments_that_are_not_json_get_a_repair_turn(gw, client):
+def test_arguments_that_are_not_json_get_a_repair_turn(gw):
+    tracker = llmroute.CostTracker()
+    client = llmroute.Client(gw.base_url, "sk-tools-test-key", tracker=tracker)
     broken = '{"city": "Paris"'
     gw.script("gpt-5.4", Reply(tool_calls=[call("c1", "weather", broken)]),
               Reply(tool_calls=[call("c2", "weather", {"city": "Paris"})]), "21°C in Paris.")
@@ -127,8 +129,10 @@ def test_arguments_that_are_not_json_get_a_repair_turn(gw, client):
     assert "not valid JSON" in repair[-1]["content"] and broken in repair[-1]["content"]
     assert "'weather'" in repair[-1]["content"]
     assert [c.arguments for c in run.calls] == [{"city": "Paris"}]
-    # the broken turn's usage never reached us (client.chat raised): totals are unknown
-    assert run.usage is None and run.cost_usd is None
+    # the broken turn was billed: ToolCallError.result carries it into the totals
+    assert tracker.snapshot().requests == 3
+    assert run.cost_usd == tracker.snapshot().total_cost_usd
+    assert run.usage.prompt_tokens == tracker.snapshot().prompt_tokens
 
 
 def test_when_repairs_run_out_the_tool_call_error_is_raised_with_the_raw_string(gw, client):
