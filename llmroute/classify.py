@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ._keywords import TEXT_LABELS, Table, Tables, load_tables
-from .tokens import estimate_tokens
+from ._keywords import (TEXT_LABELS, WORD_CHARS, Table, Tables, load_tables, search,
+                        structural_cues)
+from .tokens import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, estimate_tokens
 
 __all__ = ["TaskType", "Classification", "Classifier", "classify",
            "DEFAULT_LONG_CONTEXT_TOKENS"]
@@ -45,7 +46,7 @@ class TaskType(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Classification:
     """The verdict: ``task``, a ``confidence`` in [0, 1], per-label ``scores`` and the cues
     that fired (``matched``, strongest first). ``text_task`` is the label from the text alone,
@@ -56,7 +57,12 @@ class Classification:
     scores: Mapping[str, float] = field(hash=False)
     matched: Tuple[str, ...] = ()
     text_task: TaskType = TaskType.GENERAL
-    tokens: int = 0
+
+    def __repr__(self) -> str:
+        top = ", ".join("%s=%.2f" % kv for kv in sorted(self.scores.items(), key=lambda kv: -kv[1])
+                        [:3] if kv[1])
+        return "Classification(task=%r, confidence=%.2f, text_task=%r, scores={%s}, matched=%r)" % (
+            self.task.value, self.confidence, self.text_task.value, top, self.matched[:5])
 
     def explain(self) -> str:
         """One line for logs: task, confidence and the strongest cues."""
@@ -83,9 +89,10 @@ _SHORT_PASSAGE_CHARS = 200
 _CONTENT_CAP = 4.0
 #: Extraction needs something to extract from: without a passage its cues count this much.
 _NO_PASSAGE_EXTRACTION = 0.5
-_MIN_PASSAGE_CHARS = 40
+_MIN_PASSAGE_CHARS = 20
 #: The score "general" starts with: weaker evidence than this is no evidence.
 _GENERAL_BASE = 1.2
+_GENERAL_BASE_WITH_PASSAGE = 0.5
 #: A negated cue ("don't summarize") counts this fraction of its weight against its label.
 _NEGATED_FACTOR = -0.6
 #: Each further cue of a label counts this much less than the one before (diminishing returns).
@@ -95,20 +102,28 @@ _WORD_PROBLEM_NUMBERS = 3
 _WORD_PROBLEM_WEIGHT = 1.5
 #: A prompt that opens with code is about that code whatever its docstring says.
 _OPENS_WITH_CODE = 2.0
+#: A question asked about a pasted passage leans to extraction (reading comprehension) ...
+_QUESTION_PASSAGE_CHARS = 80
+_QUESTION_ON_PASSAGE = 1.5
+#: ... and a short question over two or more numbers leans to math.
+_NUMERIC_QUESTION = 1.5
 #: Scale of the score margin in the confidence: margin 2 ~ 0.63, margin 5 ~ 0.92.
 _CONFIDENCE_SCALE = 2.0
 
-# -- structural cues ---------------------------------------------------------------------------
+# -- scripts, sentences, numbers -------------------------------------------------------------
 
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
 _KANA = re.compile(r"[\u3040-\u30ff\uff66-\uff9f]")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _HEAD_BREAK = re.compile(r"(?<![0-9])[:](?=\s)|：|[.?!](?=\s)|[。？！]")
 _SENTENCE_END = re.compile(r"[.?!](?=\s)|[。？！\n]")
-# ASCII look-arounds: in CJK text a digit follows a letter-like character ("加了10升").
-_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])[0-9]+(?:[.,][0-9]+)*|\b(?:two|three|four|five|six|"
-                     r"seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|"
-                     r"thousand|half|twice|double|triple|dozen)\b")
+# Numbers: digits not glued to a Latin word ("x2", "v1.3"), checked in Python.
+_DIGITS = re.compile(r"[0-9]+(?:[.,][0-9]+)*")
+_LETTERS_DOT = WORD_CHARS | {"."}
+_NUMBER_WORDS = re.compile(r"(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                           r"twenty|thirty|forty|fifty|hundred|thousand|half|twice|double|triple|"
+                           r"dozen)\b", re.ASCII)
 #: A prompt that opens with code (HumanEval-style) is all content, no instruction.
 _CODE_START = re.compile(r"(?:def |class |import |from [\w.]+ import |#include|function |"
                          r"public |package |using |SELECT |<!DOCTYPE|<html|//|/\*|#!)")
@@ -118,70 +133,6 @@ _TAIL_ASKS = re.compile(r"[?？:：]\s*$|以上|上文|上述|上面|下面|上�
                         r"\b(?:above|preceding|foregoing|please|summari[sz]e|extract|list|write)\b|"
                         r"请|請|帮我|ください|下さい|して$|주세요|하세요|해줘|해 줘")
 _COLON = re.compile(r"(?<![0-9])[:](?=\s)|：")
-
-# (name, pattern, weight, label); searched over the original text once each.
-_STRUCTURAL: Tuple[Tuple[str, "re.Pattern[str]", float, str], ...] = (
-    ("code:fence", re.compile(r"```"), 2.5, "code"),
-    ("code:def", re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+\w+[ \t]*\(|^[ \t]*class[ \t]+"
-                            r"\w+[\w, ()]*:[ \t]*$", re.M), 3.5, "code"),
-    ("code:import", re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]|import[ \t]+[\w.]+"
-                               r"[ \t]*;?[ \t]*$|#include[ \t]*<|using[ \t]+namespace[ \t]|"
-                               r"package[ \t]+[\w.]+;)", re.M), 2.5, "code"),
-    ("code:stacktrace", re.compile(r"Traceback \(most recent call last\)|^\s+at [\w$.<>]+\("
-                                   r"[^)\n]*\)|Exception in thread|\b[A-Z][A-Za-z]*(?:Error|"
-                                   r"Exception)\b|File \"[^\"\n]+\", line \d+|\bpanic: |"
-                                   r"[Ss]egmentation fault|npm ERR!", re.M), 3.0, "code"),
-    ("code:sql", re.compile(r"\bSELECT\b[\s\S]{1,300}?\bFROM\b|\bINSERT INTO\b|\bCREATE TABLE\b"
-                            r"|\bUPDATE\s+\w+\s+SET\b"), 2.5, "code"),
-    ("code:html", re.compile(r"<(?:!DOCTYPE|html|head|body|div|span|script|style|table|form|"
-                             r"input|button|ul|ol|li|p|a|h[1-6])\b[^>\n]{0,200}>", re.I),
-     2.0, "code"),
-    ("code:syntax", re.compile(r"[;{}][ \t]*$|^[ \t]*(?:if|for|while|return|elif|else|try|"
-                               r"except|catch|switch|const|let|var|func|fn|public|private|"
-                               r"print|echo)\b[^\n]*[:;{(=]|[=!<>]=|&&|\|\||->|=>|::|\+\+",
-                               re.M), 0.0, "code"),  # weighted by count in _structural()
-    ("code:call", re.compile(r"\b[A-Za-z_]\w*(?:_\w+|\.\w+)\([^()\n]{0,80}\)|\b[a-z_]{3,}\("
-                             r"[^()\n]{0,80}\)"), 0.0, "code"),
-    ("code:inline", re.compile(r"`[^`\n]{2,80}`"), 0.7, "code"),
-    ("code:identifier", re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b|\b[a-z]{2,}[A-Z][A-Za-z0-9]+\b"),
-     1.5, "code"),
-    ("math:symbol", re.compile(r"[∫∑∏√∞≤≥≠±∂∆∇∈∀∃⊂∪∩≈π]|\\(?:frac|int|sum|sqrt|lim|cdot|"
-                               r"times|pi|theta|alpha|infty|leq|geq)\b"), 3.0, "math"),
-    ("math:power", re.compile(r"\b[a-zA-Z]\s*\^\s*[\d{(a-z]|[a-zA-Z)\]][²³⁴]|\d\s*\^\s*\d"),
-     2.5, "math"),
-    ("math:equation", re.compile(r"\d*[xyzn]\s*[-+−=<>]\s*\d|\d\s*[-+−]\s*\d*[xyz]\b|"
-                                 r"\b[fgh]\s*\(\s*[xtn]\s*\)|\|\s*\d*[xyz]\s*[-+−]"), 2.5, "math"),
-    ("math:percent_of", re.compile(r"\d\s*%\s*(?:of|off)\s+[$€£¥]?\d|\d\s*(?:的|の|의)\s*\d+(?:\.\d+)?\s*"
-                                  r"(?:%|％|퍼센트)"), 3.0, "math"),
-    ("math:function", re.compile(r"\b(?:sin|cos|tan|log|ln|exp|sqrt)\s*(?:\(|_|\^|[0-9])|"
-                                 r"\b(?:sin|cos|tan)\s*[a-zθ]\b|\blim\s*_"), 2.0, "math"),
-    ("math:arith", re.compile(r"\d\s*[+×÷*]\s*\d|\d\s+[-−/]\s+\d|\d\s*=\s*[?？]"), 2.5, "math"),
-)
-_SYNTAX = _STRUCTURAL[6][1]
-_CALL = _STRUCTURAL[7][1]
-
-
-def _structural(text: str) -> List[Tuple[str, str, float, int]]:
-    """(label, cue, weight, position of first match) of the structural cues in ``text``."""
-    found = []
-    for name, pattern, weight, label in _STRUCTURAL:
-        if pattern is _SYNTAX or pattern is _CALL:
-            hits = list(pattern.finditer(text))
-            if not hits:
-                continue
-            if pattern is _SYNTAX:
-                if len(hits) < 2:
-                    continue
-                weight = 1.0 if len(hits) < 4 else 2.0 if len(hits) < 8 else 3.0
-            else:
-                weight = 1.0 if len(hits) < 3 else 2.0
-            found.append((label, name, weight, hits[0].start()))
-        else:
-            m = pattern.search(text)
-            if m is not None:
-                found.append((label, name, weight, m.start()))
-    return found
-
 
 # -- instruction / passage split -----------------------------------------------------------------
 
@@ -248,6 +199,7 @@ class Classifier:
                              % (long_context_tokens,))
         self._long_context_tokens = long_context_tokens
         self._tables: Tables = load_tables(extra_keywords, keywords_file, use_default_tables)
+        self._latin_tables = [t for t in self._tables.by_lang.values() if t.script == "latin"]
 
     @property
     def long_context_tokens(self) -> int:
@@ -266,15 +218,11 @@ class Classifier:
                 raise ValueError("messages must be a list of chat messages")
             if text is None:
                 text = _last_user_text(messages)
-            tokens = estimate_tokens(messages)
-        else:
-            if text is None:
-                raise ValueError("classify() needs text or messages")
-            tokens = -1
+        elif text is None:
+            raise ValueError("classify() needs text or messages")
         if not isinstance(text, str):
             raise ValueError("text must be a string, got %s" % type(text).__name__)
-        if tokens < 0:
-            tokens = estimate_tokens(text)
+        tokens = self._long_tokens(text if messages is None else messages)
         scores, matched = self._score(text)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], TEXT_LABELS.index(kv[0])))
         text_task = TaskType(ranked[0][0])
@@ -283,18 +231,34 @@ class Classifier:
         task = text_task
         all_scores: Dict[str, float] = {k: round(v, 3) for k, v in scores.items()}
         all_scores["function_calling"] = 1.0 if tools else 0.0
-        all_scores["long_context"] = 1.0 if tokens >= self._long_context_tokens else 0.0
+        all_scores["long_context"] = 1.0 if tokens else 0.0
         # Tools decide first: a tool call needs a tool-capable route whatever the length;
         # the router still checks the window against the estimate.
         if tools:
             task, confidence = TaskType.FUNCTION_CALLING, 1.0
             matched = ("function_calling:tools",) + matched
-        elif tokens >= self._long_context_tokens:
+        elif tokens:
             task, confidence = TaskType.LONG_CONTEXT, 1.0
             matched = ("long_context:%d_tokens" % tokens,) + matched
         return Classification(task=task, confidence=round(confidence, 3),
                               scores=MappingProxyType(all_scores), matched=matched,
-                              text_task=text_task, tokens=tokens)
+                              text_task=text_task)
+
+    def _long_tokens(self, prompt: Any) -> int:
+        """The estimated tokens when they reach the long-context threshold, else 0.
+
+        The estimate never exceeds the character count (plus message framing), so shorter
+        prompts skip the estimate, which costs more than classifying a long CJK text."""
+        if isinstance(prompt, str):
+            bound = len(prompt)
+        else:
+            bound = REQUEST_OVERHEAD_TOKENS + sum(
+                MESSAGE_OVERHEAD_TOKENS + len(str(m.get("content") or ""))
+                + len(str(m.get("tool_calls") or "")) for m in prompt if isinstance(m, Mapping))
+        if bound < self._long_context_tokens:
+            return 0
+        tokens = estimate_tokens(prompt)
+        return tokens if tokens >= self._long_context_tokens else 0
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -306,7 +270,8 @@ class Classifier:
         passage = tail_start - head_end
         passage_factor = _SHORT_PASSAGE_FACTOR if passage < _SHORT_PASSAGE_CHARS \
             else _PASSAGE_FACTOR
-        numbers = len(_NUMBER.findall(low))
+        number_starts = _number_starts(low, head_end, tail_start)
+        numbers = len(number_starts)
         # cue name -> (label, value, from the instruction?)
         best: Dict[str, Tuple[str, float, bool]] = {}
 
@@ -321,28 +286,44 @@ class Classifier:
                 best[name] = (label, value, inst)
 
         quantity_question = False
+        # Keywords are looked for in the instruction and in a short passage; a long passage
+        # only feeds the structural cues (its words barely moved any score, and skipping them
+        # keeps a 2,000-character prompt well under a millisecond).
+        if passage < _SHORT_PASSAGE_CHARS:
+            regions = ((0, len(low)),)
+        else:
+            regions = tuple(r for r in ((0, head_end), (tail_start, len(low))) if r[0] < r[1])
         for table in self._active_tables(text):
             positions: Dict[str, List[int]] = {}
+            latin = table.script == "latin"
             if table.literal_re is not None:
-                for m in table.literal_re.finditer(low):
-                    word = m.group()
-                    cues = table.lookup(word)
-                    if cues is None:
-                        continue
-                    positions.setdefault(word, []).append(m.start())
-                    for cue in cues:
-                        value = cue.weight * _needs(cue.needs, numbers)
-                        if not value:
+                for a, b in regions:
+                    for m in table.literal_re.finditer(low, a, b):
+                        start = m.start()
+                        if latin and start and low[start - 1] in WORD_CHARS:
                             continue
-                        if cue.needs and (m.start() < head_end or m.start() >= tail_start):
-                            quantity_question = True
-                        if _negated(table, low, m.start(), m.end()):
-                            note(cue.label, cue.name + ":negated", value * _NEGATED_FACTOR,
-                                 m.start())
-                        else:
-                            note(cue.label, cue.name, value, m.start())
-            for pattern, cue in table.patterns:
-                m = pattern.search(low)
+                        word = m.group()
+                        cues = table.lookup(word)
+                        if cues is None:
+                            continue
+                        positions.setdefault(word, []).append(start)
+                        for cue in cues:
+                            value = cue.weight * _needs(cue.needs, numbers)
+                            if not value:
+                                continue
+                            if cue.needs and (start < head_end or start >= tail_start):
+                                quantity_question = True
+                            if table.negated(low, start, m.end()):
+                                note(cue.label, cue.name + ":negated", value * _NEGATED_FACTOR,
+                                     start)
+                            else:
+                                note(cue.label, cue.name, value, start)
+            for pattern, cue, bounded in table.patterns:
+                m = None
+                for a, b in regions:
+                    m = search(pattern, low, a, b, bounded)
+                    if m is not None:
+                        break
                 if m is not None:
                     value = cue.weight * _needs(cue.needs, numbers)
                     if value:
@@ -350,14 +331,21 @@ class Classifier:
                         if cue.needs and (m.start() < head_end or m.start() >= tail_start):
                             quantity_question = True
             for combo in table.combos:
-                pos = _combo_at(combo.terms, combo.near, positions, table)
+                pos = table.combo_position(combo, positions)
                 if pos is not None:
                     note(combo.cue.label, combo.cue.name, combo.cue.weight, pos)
-        for label, name, weight, pos in _structural(text):
+        for label, name, weight, pos in structural_cues(self._tables, text):
             note(label, name, weight, pos, scale=False)
         start = len(low) - len(low.lstrip())
         if _CODE_START.match(low, start) or _CODE_START.match(text, start):
             note("code", "code:opens_with_code", _OPENS_WITH_CODE, 0, inst=True)
+        asks = any(q in low[:head_end] or q in low[tail_start:] for q in ("?", "？"))
+        if asks and passage >= _QUESTION_PASSAGE_CHARS:
+            note("extraction", "extraction:question_on_passage", _QUESTION_ON_PASSAGE, 0,
+                 inst=True)
+        elif asks and passage < _MIN_PASSAGE_CHARS and sum(
+                1 for p in number_starts if p < head_end or p >= tail_start) >= 2:
+            note("math", "math:numeric_question", _NUMERIC_QUESTION, 0, inst=True)
         if quantity_question and numbers >= _WORD_PROBLEM_NUMBERS:
             note("math", "math:word_problem", _WORD_PROBLEM_WEIGHT, 0, inst=True)
 
@@ -376,20 +364,26 @@ class Classifier:
         scores = {label: _decayed(inst_values[label])
                   + min(_CONTENT_CAP, _decayed(content_values[label])) + negative[label]
                   for label in TEXT_LABELS}
-        scores["general"] += _GENERAL_BASE
+        # A pasted passage is there to be worked on; plain chat rarely comes with one.
+        scores["general"] += _GENERAL_BASE if passage < _QUESTION_PASSAGE_CHARS \
+            else _GENERAL_BASE_WITH_PASSAGE
         matched = tuple(name for name, _ in sorted(best.items(), key=lambda kv: -abs(kv[1][1])))
         return scores, matched
 
     def _active_tables(self, text: str) -> List[Table]:
         """Latin tables always; a CJK table only when its script is in the text (Chinese
         tables stay off in Japanese text, whose kanji would otherwise read as Chinese)."""
+        if text.isascii():  # O(1): no CJK table can match
+            return self._latin_tables
         hangul = _HANGUL.search(text) is not None
         kana = len(_KANA.findall(text)) >= 2
         han = _HAN.search(text) is not None
+        latin = _ASCII_LETTER.search(text) is not None
         active = []
         for lang, table in self._tables.by_lang.items():
             if table.script == "latin":
-                active.append(table)
+                if latin:
+                    active.append(table)
             elif lang == "ko":
                 if hangul:
                     active.append(table)
@@ -404,6 +398,17 @@ class Classifier:
         return active
 
 
+def _number_starts(low: str, head_end: int, tail_start: int) -> List[int]:
+    """Where numbers start: digits anywhere, English number words in the instruction."""
+    starts = [m.start() for m in _DIGITS.finditer(low)
+              if not m.start() or low[m.start() - 1] not in _LETTERS_DOT]
+    for a, b in ((0, head_end), (tail_start, len(low))):
+        if a < b:
+            starts.extend(m.start() for m in _NUMBER_WORDS.finditer(low, a, b)
+                          if not m.start() or low[m.start() - 1] not in WORD_CHARS)
+    return starts
+
+
 def _decayed(values: List[float]) -> float:
     """Sum with diminishing returns: the strongest cue counts fully, each next one less."""
     values.sort(reverse=True)
@@ -414,60 +419,6 @@ def _needs(needs: Optional[str], numbers: int) -> float:
     if needs is None:
         return 1.0
     return 1.0 if numbers >= 2 else 0.5 if numbers == 1 else 0.0
-
-
-_CLAUSE_END = re.compile(r"[.!?。！？\n,，、;；:：—–()（）]|\s-\s|\b(?:but|just|only|instead)\b")
-
-
-def _negated(table: Table, low: str, start: int, end: int) -> bool:
-    """Whether a negator ("don't", "不用", "は不要", "필요 없") governs the cue at [start, end)."""
-    if table.negate_before is not None:
-        window = low[max(0, start - 24):start]
-        cut = None
-        for cut in _CLAUSE_END.finditer(window):
-            pass
-        if cut is not None:
-            window = window[cut.end():]
-        if table.negate_before.search(window):
-            return True
-    if table.negate_after is not None:
-        window = low[end:end + 12]
-        m = _CLAUSE_END.search(window)
-        if m is not None:
-            window = window[:m.start()]
-        if table.negate_after.search(window):
-            return True
-    return False
-
-
-def _combo_at(terms: Tuple[str, ...], near: int, positions: Mapping[str, List[int]],
-              table: Table) -> Optional[int]:
-    """Position of the first term when every term occurs within ``near`` chars of it."""
-    first = _term_positions(terms[0], positions, table.script)
-    if not first:
-        return None
-    rest = [_term_positions(t, positions, table.script) for t in terms[1:]]
-    if not all(rest):
-        return None
-    for p in first:
-        if all(any(abs(q - p) <= near for q in qs) for qs in rest):
-            return p
-    return None
-
-
-def _term_positions(term: str, positions: Mapping[str, List[int]], script: str) -> List[int]:
-    """Where ``term`` occurs, also inside a longer literal that matched there instead."""
-    found = []
-    for word, starts in positions.items():
-        if script == "latin":
-            offset = (" %s " % word).find(" %s " % term)
-            if offset < 0 and word in (term + "s", term + "es"):
-                offset = 0
-        else:
-            offset = word.find(term)
-        if offset >= 0:
-            found.extend(s + offset for s in starts)
-    return found
 
 
 def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
