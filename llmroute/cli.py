@@ -47,10 +47,28 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="llmroute", description="llmroute: route chat completions through "
                                                   "OpenAI-compatible gateways.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_demo_parser(subparsers)
     _add_classify_parser(subparsers)
     from .batch_cli import add_batch_parser
     add_batch_parser(subparsers)
     return parser
+
+
+def _add_demo_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "demo", help="route prompts offline against an embedded fake gateway",
+        description="Run the main job end to end against llmroute's FakeGateway on 127.0.0.1: "
+                    "routing in four languages, a waited-out 429, a fallback, a cost cap and a "
+                    "batch, with what each cost. Needs no key and no network.")
+    p.add_argument("--batch-size", type=int, default=40, help="items in the batch step")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.batch_size <= 0:
+        return _fail("--batch-size must be greater than 0")
+    from .demo import run_demo
+    return run_demo(sys.stdout, batch_size=args.batch_size)
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
