@@ -12,7 +12,9 @@ from .errors import (
     NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
     StreamInterruptedError, StructuredOutputError, ToolCallError, UnprocessableEntityError,
 )
+from .batch import BatchInterrupted, BatchResult, ItemResult, batch
 from .catalog import Catalog, ModelSpec
+from .classify import Classification, Classifier, TaskType, classify
 from .client import Client
 from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
 from .limits import RateLimiter, Reservation, TokenBucket
@@ -43,6 +45,8 @@ __all__ = [
     "CooldownPolicy", "LatencyStats", "ModelHealth", "Route", "RouteResult", "RouteTable",
     "Router", "presets", "ChatStream", "JSONResult", "ToolInvocation", "ToolLoopError",
     "ToolRun", "run_tools", "tool_schema",
+    "Classification", "Classifier", "TaskType", "classify",
+    "BatchInterrupted", "BatchResult", "ItemResult", "batch",
     "estimate_tokens", "fit_messages",
 ]
 
