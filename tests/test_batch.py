@@ -7,17 +7,20 @@ import io
 import queue
 import random
 import threading
+import sys
 import tracemalloc
 from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
 
-import llmroute.batch as batch_module
 from llmroute import Client
 from llmroute.batch import BatchInterrupted, BatchResult, ItemResult, batch
 from llmroute.limits import RateLimiter
 from llmroute.progress import ProgressLine, Tally
+
+# `llmroute.batch` is the function (exported by the package); the module is looked up here.
+batch_module = sys.modules["llmroute.batch"]
 from llmroute.router import Router
 
 WAIT = 5.0  # seconds any event wait may take before the test fails instead of hanging

@@ -307,7 +307,7 @@ def test_a_corrupt_line_before_the_end_stops_a_resume_with_exit_2(tmp_path, clie
 
 def test_ctrl_c_writes_what_finished_exits_130_and_resume_finishes_the_rest(
         tmp_path, gateway, client, monkeypatch):
-    import llmroute.batch as batch_module
+    batch_module = sys.modules["llmroute.batch"]  # `llmroute.batch` is the function
 
     real_wait, calls = batch_module._wait_done, {"n": 0}
 
