@@ -108,7 +108,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     try:
         classifier = Classifier(
             keywords_file=args.keywords,
-            long_context_tokens=args.long_context_tokens or DEFAULT_LONG_CONTEXT_TOKENS)
+            long_context_tokens=DEFAULT_LONG_CONTEXT_TOKENS if args.long_context_tokens is None
+            else args.long_context_tokens)
     except ValueError as err:
         return _fail(str(err))
     if args.eval:

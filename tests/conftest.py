@@ -41,3 +41,19 @@ class FakeClock:
 @pytest.fixture
 def clock():
     return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    """One FakeGateway per test module (starting a server per test costs more than the test)."""
+    from llmroute.testing import FakeGateway
+
+    with FakeGateway() as gw:
+        yield gw
+
+
+@pytest.fixture
+def gw(gateway):
+    """The module's gateway with its scripts and request log cleared for this test."""
+    gateway.reset()
+    yield gateway

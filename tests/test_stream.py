@@ -10,7 +10,7 @@ import llmroute
 from llmroute.limits import RateLimiter
 from llmroute.retry import RetryPolicy
 from llmroute.stream import sse_data
-from llmroute.testing import FakeGateway, Reply
+from llmroute.testing import Reply
 
 KEY = "sk-stream-0123456789"
 MESSAGES = [{"role": "user", "content": "Tell me a long story."}]
@@ -24,18 +24,6 @@ def event(delta=None, finish=None, **extra):
             "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]}
     body.update(extra)
     return "data: %s\n\n" % json.dumps(body)
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    with FakeGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
-def gw(gateway):
-    gateway.reset()
-    yield gateway
 
 
 @pytest.fixture

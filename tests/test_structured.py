@@ -10,7 +10,7 @@ import llmroute
 from llmroute.results import ChatResult, Usage
 from llmroute.retry import RetryPolicy
 from llmroute.structured import complete_json, parse_reply, strip_fence
-from llmroute.testing import FakeGateway, Reply
+from llmroute.testing import Reply
 
 KEY = "sk-structured-0123456789"
 MESSAGES = [{"role": "user", "content": "List the items on the receipt as JSON."}]
@@ -20,18 +20,6 @@ ITEMS = {"type": "object", "required": ["items"], "properties": {"items": {
 PROSE_AROUND_BROKEN = 'Sure! Here is the JSON: {"items": [{"name": "tea", "price": 2.5},]} Enjoy.'
 SCHEMA_VIOLATION = '{"items": [{"name": "tea", "price": "2.50"}]}'
 VALID_FENCED = '```json\n{"items": [{"name": "tea", "price": 2.5}]}\n```'
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    with FakeGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
-def gw(gateway):
-    gateway.reset()
-    yield gateway
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import llmroute
 from llmroute.results import Usage
 from llmroute.retry import RetryPolicy
-from llmroute.testing import FakeGateway, Reply
+from llmroute.testing import Reply
 from llmroute.tools import ToolInvocation, ToolLoopError, run_tools, tool_schema
 
 KEY = "sk-tools-0123456789"
@@ -29,18 +29,6 @@ def weather(city: str, unit: str = "C") -> dict:
 
 def call(call_id, name, arguments):
     return {"id": call_id, "function": {"name": name, "arguments": arguments}}
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    with FakeGateway() as gw:
-        yield gw
-
-
-@pytest.fixture
-def gw(gateway):
-    gateway.reset()
-    yield gateway
 
 
 @pytest.fixture
