@@ -4,15 +4,32 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from typing import Callable, Dict, Mapping, Optional, Union
 
 from .errors import BudgetExceededError
 
-__all__ = ["ModelTotals", "CostSnapshot", "CostTracker", "Budget", "BudgetHold"]
+__all__ = ["ModelTotals", "CostSnapshot", "CostTracker", "Budget", "BudgetHold", "MONEY_UNIT",
+           "usd_to_units", "units_to_usd"]
 
 Money = Union[Decimal, int, str]
 _ZERO = Decimal(0)
+
+#: Money kept outside Python (Redis, the ledger) is an integer count of this unit: 10^-12 dollars
+#: is finer than every catalog price per token, so sums stay exact in integer arithmetic
+#: (Lua numbers are doubles; a float dollar amount would drift).
+MONEY_UNIT = Decimal("1e-12")
+
+
+def usd_to_units(amount: Decimal, *, round_up: bool = False) -> int:
+    """``amount`` dollars as an integer count of ``MONEY_UNIT``; holds round up, costs to even."""
+    rounding = ROUND_CEILING if round_up else ROUND_HALF_EVEN
+    return int((Decimal(amount) / MONEY_UNIT).to_integral_value(rounding=rounding))
+
+
+def units_to_usd(units: int) -> Decimal:
+    """The exact dollar ``Decimal`` of an integer count of ``MONEY_UNIT``."""
+    return (Decimal(int(units)) * MONEY_UNIT).normalize() if units else _ZERO
 
 
 def _money(value: Money, what: str) -> Decimal:
