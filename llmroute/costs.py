@@ -29,7 +29,9 @@ def usd_to_units(amount: Decimal, *, round_up: bool = False) -> int:
 
 def units_to_usd(units: int) -> Decimal:
     """The exact dollar ``Decimal`` of an integer count of ``MONEY_UNIT``."""
-    return (Decimal(int(units)) * MONEY_UNIT).normalize() if units else _ZERO
+    amount = (Decimal(int(units)) * MONEY_UNIT).normalize()
+    # normalize() writes 45000 as 4.5E+4; an integral amount is shown as the integer it is.
+    return amount.quantize(Decimal(1)) if amount == amount.to_integral_value() else amount
 
 
 def _money(value: Money, what: str) -> Decimal:
