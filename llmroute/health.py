@@ -195,6 +195,20 @@ class HealthBoard:
                         policy.cooldown, "a failed probe" if probe else "%d failures in %gs"
                         % (policy.failures, policy.window), error)
 
+    def missing(self, model: str, error: str, probe: bool = False) -> None:
+        """The gateway does not know ``model`` (ModelNotFoundError): skip it for a cooldown at
+        once; asking again within seconds would only fail the same way."""
+        policy = self.policy
+        with self._lock:
+            state = self._state(model)
+            state.errors += 1
+            state.last_error = error
+            state.probe_in_flight = False
+            state.cooling_until = self._clock() + policy.cooldown
+            state.failures.clear()
+        log.warning("model %s is unknown to the gateway: skipping it for %gs (%s)", model,
+                    policy.cooldown, error)
+
     def finished(self, model: str, probe: bool = False, error: Optional[str] = None) -> None:
         """A call that says nothing about health (400, 401, a budget refusal): give back the
         probe slot; ``error`` still counts in the model's stats."""

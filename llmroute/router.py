@@ -2,9 +2,10 @@
 
 One routed call: classify → the task's route → per-model params and static filters (feature,
 context window, ``max_cost_usd``) → order by priority → for each candidate: cooldown check,
-``Budget`` hold, ``Client.chat``; a failure that another model may not share (5xx, timeout,
-404, 429 past the cap, a bad body) moves on, one that every model would share (400, 401, 403,
-422) is raised at once. A model that is skipped is never sent a request. The router is shared
+``Budget`` hold, ``Client.chat``; a failure that another model may not share (5xx, a
+connection error or timeout, 404, an unknown model on 400 or 404, 429 past the cap, a bad 2xx
+body) moves on, one that every model would share (other 400s, 401, 403, 422) is raised at once.
+A failure after the request was sent may have been billed, so its hold is kept at the worst case. A model that is skipped is never sent a request. The router is shared
 by threads: routes are immutable, health has its own lock, no lock spans a request.
 """
 from __future__ import annotations
@@ -21,8 +22,8 @@ from .client import Client
 from .costs import Budget, BudgetHold
 from .errors import (AllModelsFailedError, APIConnectionError, APIStatusError,
                      BudgetExceededError, ContextLengthExceededError, InternalServerError,
-                     InvalidResponseError, NotFoundError, RateLimitError, RateLimitTimeout,
-                     ToolCallError)
+                     InvalidResponseError, ModelNotFoundError, NotFoundError, RateLimitError,
+                     RateLimitTimeout, ToolCallError)
 from .health import CooldownPolicy, HealthBoard, LatencyStats, ModelHealth
 from .results import ChatResult
 from .routes import TASKS, RoutesSpec, RouteTable, load_routes
@@ -39,6 +40,8 @@ _UNHEALTHY = (InternalServerError, APIConnectionError, NotFoundError, RateLimitE
               InvalidResponseError)
 #: Statuses without a class of their own that another model may well not share.
 _FALLBACK_STATUSES = frozenset({408, 409})
+#: Disposition of a model the gateway does not know: fall back and cool it down at once.
+_MISSING = "missing"
 #: Cues shown in a reason line: enough to see why, short enough for one log line.
 _REASON_CUES = 3
 
@@ -125,9 +128,23 @@ def _short(error: BaseException) -> str:
     return "%s %s" % (name, status) if isinstance(error, APIStatusError) else name
 
 
+def _maybe_billed(error: BaseException) -> bool:
+    """Whether a failed call may still have been billed: a 2xx arrived (a bad body, bad tool
+    arguments) or the request reached the server before the connection failed. The transport
+    sets ``request_sent`` on connection errors; without it, assume it was sent."""
+    if isinstance(error, (InvalidResponseError, ToolCallError)):
+        return True
+    if isinstance(error, APIConnectionError):
+        return bool(getattr(error, "request_sent", True))
+    return False
+
+
 def _disposition(error: BaseException) -> Optional[str]:
     """How a failure moves on: "unhealthy" (counts toward a cooldown), "context_fit" (try a
-    larger window), "fallback" (try the next model), or ``None``: raise it, every model would."""
+    larger window), "missing" (the gateway does not know the model: skip it for a cooldown),
+    "fallback" (try the next model), or ``None``: raise it, every model would."""
+    if isinstance(error, ModelNotFoundError):
+        return _MISSING
     if isinstance(error, ContextLengthExceededError):
         return cand.CONTEXT_FIT
     if isinstance(error, _UNHEALTHY):
@@ -297,11 +314,13 @@ class Router:
         except BaseException as err:
             disposition = _disposition(err)
             if hold is not None:
-                if isinstance(err, ToolCallError):
-                    hold.commit(None)  # the answer arrived and was billed; its cost is unknown
+                if _maybe_billed(err):
+                    hold.commit(None)  # perhaps billed, at an unknown cost: keep the worst case
                 else:
                     hold.release()
-            if disposition == "unhealthy":
+            if disposition == _MISSING:
+                self._health.missing(model, _describe(err), probe)
+            elif disposition == "unhealthy":
                 self._health.failed(model, _describe(err), probe)
             else:
                 self._health.finished(model, probe, _describe(err))
