@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _candidates as cand
+from . import _checks as checks
 from .client import Client
 from .costs import Budget, BudgetHold
 from .errors import (AllModelsFailedError, APIConnectionError, APIStatusError,
@@ -78,32 +79,15 @@ def _as_messages(prompt: Prompt) -> List[Mapping[str, Any]]:
 
 
 def _check_priority(priority: Any) -> str:
-    if priority not in cand.PRIORITIES:
-        raise ValueError("priority must be one of %s, got %r"
-                         % (", ".join(cand.PRIORITIES), priority))
-    return priority
+    return checks.choice("priority", priority, cand.PRIORITIES)
 
 
 def _check_cap(value: Any) -> Optional[Decimal]:
-    if value is None:
-        return None
-    if isinstance(value, (bool, float)):
-        raise ValueError("max_cost_usd must be a Decimal, int or str (money is exact), got %r"
-                         % (value,))
-    try:
-        cap = Decimal(value)
-    except ArithmeticError:
-        raise ValueError("max_cost_usd must be a number, got %r" % (value,)) from None
-    if not cap.is_finite() or cap < 0:
-        raise ValueError("max_cost_usd must be a non-negative amount, got %r" % (value,))
-    return cap
+    return checks.money("max_cost_usd", value, allow_none=True)
 
 
 def _check_deadline(deadline: Any) -> Optional[float]:
-    if deadline is not None and (isinstance(deadline, bool) or not isinstance(
-            deadline, (int, float)) or not 0 < deadline < float("inf")):
-        raise ValueError("deadline must be a positive number of seconds, got %r" % (deadline,))
-    return deadline
+    return checks.number("deadline", deadline, above=0, allow_none=True)
 
 
 def _task_name(task: Any) -> str:
@@ -166,6 +150,17 @@ class Router:
                  budget: Optional[Budget] = None,
                  cooldown: Optional[CooldownPolicy] = CooldownPolicy(),
                  classifier: Any = None, clock: Optional[Callable[[], float]] = None) -> None:
+        if not isinstance(client, Client):
+            raise ValueError("client must be an llmroute.Client, got %r" % (client,))
+        if budget is not None and not isinstance(budget, Budget):
+            raise ValueError("budget must be a Budget or None, got %r" % (budget,))
+        if cooldown is not None and not isinstance(cooldown, CooldownPolicy):
+            raise ValueError("cooldown must be a CooldownPolicy or None, got %r" % (cooldown,))
+        if classifier is not None and not (callable(classifier)
+                                           or callable(getattr(classifier, "classify", None))):
+            raise ValueError("classifier must be callable or have a classify() method, got %r"
+                             % (classifier,))
+        checks.callable_("clock", clock, allow_none=True)
         self.client = client
         self.routes: RouteTable = load_routes(routes)
         self.priority = _check_priority(priority)
