@@ -6,6 +6,7 @@ caller says otherwise, and every message names the argument and shows the value 
 from __future__ import annotations
 
 import math
+import numbers
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Optional, Union
 
@@ -27,15 +28,16 @@ def number(name: str, value: Any, *, minimum: Optional[Number] = None,
            allow_inf: bool = False) -> Any:
     """``value`` checked as a number: a float (an int if ``integer``), or None if ``allow_none``.
 
-    ``minimum``/``maximum`` are inclusive bounds, ``above`` an exclusive lower bound (``above=0``
+    Any ``numbers.Real`` counts (int, float, Fraction, numpy scalars), not ``Decimal`` (money
+    has its own check). ``minimum``/``maximum`` are inclusive bounds, ``above`` an exclusive lower bound (``above=0``
     means positive). Booleans, strings and NaN are always refused; infinity unless ``allow_inf``.
     Raises ValueError naming ``name``.
     """
     if value is None and allow_none:
         return None
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            integer and not isinstance(value, int)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+            integer and not isinstance(value, numbers.Integral)):
         raise ValueError("%s must be %s%s, got %s"
                          % (name, kind, " or None" if allow_none else "", _describe(value)))
     if math.isnan(value) or (math.isinf(value) and not allow_inf):

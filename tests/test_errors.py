@@ -19,7 +19,17 @@ LITELLM_400 = json.dumps({"error": {
     "type": "None", "param": "None", "code": "400"}})
 
 
+# Recorded from the LiteLLM proxy 1.108.7 on loopback (mock_response models, no network).
+LITELLM_1_108_400 = (
+    '{"error":{"message":"/chat/completions: Invalid model name passed in model=nope. Call '
+    '`/v1/models` to view available models for your key.","type":"invalid_request_error",'
+    '"param":null,"code":"400","provider_specific_fields":{"error":"/chat/completions: Invalid '
+    'model name passed in model=nope. Call `/v1/models` to view available models for your '
+    'key."}}}')
+
+
 @pytest.mark.parametrize("status, body, expected", [
+    (400, LITELLM_1_108_400, errors.ModelNotFoundError),
     # unknown model, on 400 or 404, as real gateways word it
     (400, LITELLM_400, errors.ModelNotFoundError),
     (404, LITELLM_400, errors.ModelNotFoundError),

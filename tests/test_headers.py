@@ -76,6 +76,9 @@ def test_max_wait_hint_is_one_day():
       "llm_provider-x-ratelimit-reset-requests": "20s"}, "reset_requests", 20.0),
     ({"x-ratelimit-remaining-requests": "junk",
       "llm_provider-x-ratelimit-remaining-requests": "5"}, "remaining_requests", 5),
+    # LiteLLM 1.108 sends -1 once the deployment's rpm is spent: nothing left
+    ({"x-ratelimit-remaining-requests": "-1"}, "remaining_requests", 0),
+    ({"x-ratelimit-remaining-requests": "-1.5"}, "remaining_requests", None),
     # a reset beyond a day is garbage
     ({"x-ratelimit-reset-requests": "25h"}, "reset_requests", None),
 ])
