@@ -18,7 +18,7 @@ from .errors import (
     APIConnectionError, APIStatusError, APITimeoutError, AllModelsFailedError,
     AuthenticationError, BadRequestError, BudgetExceededError, ConfigError,
     ContextLengthExceededError, InternalServerError, InvalidResponseError, LLMRouteError,
-    NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
+    ModelNotFoundError, NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
     StreamInterruptedError, StructuredOutputError, ToolCallError, UnprocessableEntityError,
 )
 from .results import ChatResult, ToolCall, Usage
@@ -63,7 +63,8 @@ __all__ = [
     "APIConnectionError", "APIStatusError", "APITimeoutError", "AllModelsFailedError",
     "AuthenticationError", "BadRequestError", "BudgetExceededError", "ConfigError",
     "ContextLengthExceededError", "InternalServerError", "InvalidResponseError", "LLMRouteError",
-    "NotFoundError", "PermissionDeniedError", "RateLimitError", "RateLimitTimeout",
+    "ModelNotFoundError", "NotFoundError", "PermissionDeniedError", "RateLimitError",
+    "RateLimitTimeout",
     "StreamInterruptedError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
     "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
