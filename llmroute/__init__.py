@@ -21,11 +21,12 @@ from .limits import RateLimiter, Reservation, TokenBucket
 from ._headers import RateLimitInfo, parse_retry_after
 from . import presets
 from .health import CooldownPolicy, LatencyStats, ModelHealth
-from .results import ChatResult, ToolCall, Usage
+from .results import Attempt, ChatResult, ToolCall, Usage
 from .retry import RetryPolicy
 from .router import RouteResult, Router
 from .routes import Route, RouteTable
 from .stream import ChatStream
+from .errors import StreamTimeoutError
 from .structured import JSONResult
 from .tools import ToolInvocation, ToolLoopError, ToolRun, run_tools, tool_schema
 from .tokens import estimate_tokens, fit_messages
@@ -43,7 +44,8 @@ __all__ = [
     "ModelTotals", "RateLimitInfo", "RateLimiter", "Reservation", "RetryPolicy", "TokenBucket",
     "ToolCall", "Usage", "parse_retry_after",
     "CooldownPolicy", "LatencyStats", "ModelHealth", "Route", "RouteResult", "RouteTable",
-    "Router", "presets", "ChatStream", "JSONResult", "ToolInvocation", "ToolLoopError",
+    "Router", "presets", "ChatStream", "StreamTimeoutError", "Attempt", "JSONResult",
+    "ToolInvocation", "ToolLoopError",
     "ToolRun", "run_tools", "tool_schema",
     "Classification", "Classifier", "TaskType", "classify",
     "BatchInterrupted", "BatchResult", "ItemResult", "batch",
