@@ -525,7 +525,9 @@ class Transport:
     def _status_error(self, status: int, headers: Mapping[str, str], body: str,
                       model: str) -> APIStatusError:
         retry_after = parse_retry_after(headers, now=time.time())
-        safe_headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        # A gateway may echo the request's headers back: every value is redacted.
+        safe_headers = {k: redact(v, self.secrets) for k, v in headers.items()
+                        if k.lower() != "authorization"}
         request_id = headers.get("x-request-id") or headers.get("request-id")
         return status_error(status, body=body, request_id=request_id, retry_after=retry_after,
                             model=model, headers=safe_headers, secrets=self.secrets)
