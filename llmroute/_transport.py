@@ -491,6 +491,10 @@ class Transport:
             response = self.adapter.send(
                 self._prepare(body, headers), stream=True, timeout=pair,
                 verify=self.verify, cert=self.cert, proxies=self.proxies)
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader,
+                urllib3.exceptions.LocationValueError) as err:
+            failure = ConfigError("%s could not be sent: %s (details withheld: they may quote "
+                                  "a credential)" % (what, type(err).__name__))
         except _NETWORK_ERRORS as err:
             failure = _network_error(err, what, self.secrets)
         except (ValueError, TypeError, UnicodeError) as err:
