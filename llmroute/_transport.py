@@ -158,7 +158,9 @@ def _request_sent(err: BaseException) -> bool:
         if isinstance(reason, BaseException) and reason is not err:
             if isinstance(reason, _NOT_SENT):
                 return False
-        nested = err.args[0] if err.args and isinstance(err.args[0], BaseException) else None
+        if isinstance(err, http.client.InvalidURL):
+            return False
+        nested = next((a for a in err.args if isinstance(a, BaseException)), None)
         err = nested or err.__cause__ or err.__context__
         seen += 1
     return True
