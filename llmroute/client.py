@@ -92,9 +92,9 @@ def _check_api_key(api_key: Any) -> str:
     if not key:
         raise ConfigError("api_key is empty or only whitespace")
     for position, char in enumerate(key):
-        if not ("!" <= char <= "~" or "\xa0" <= char <= "\xff"):
-            raise ConfigError("api_key holds a control, space or non-Latin-1 character at "
-                              "position %d (the key is not shown)" % position)
+        if not (" " <= char <= "~" or "\xa0" <= char <= "\xff"):
+            raise ConfigError("api_key holds a control or non-Latin-1 character at position %d"
+                              " (the key is not shown)" % position)
     return key
 
 
@@ -167,8 +167,7 @@ class Client:
         self.limiter = limiter
         self.catalog = catalog if catalog is not None else default_catalog()
         self.tracker = tracker
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clock  # read by router.py; llmroute's own modules use transport.clock
         self._url = sent_url.rstrip("/") + "/chat/completions"
         self._owns_session = session is None
         self.session = session if session is not None else requests.Session()

@@ -36,7 +36,7 @@ def test_a_key_read_with_a_trailing_newline_is_stripped(serve):
 
 
 @pytest.mark.parametrize("bad", [KEY[:10] + "\n" + KEY[10:], KEY + "\x00", KEY[:8] + "\u2028x",
-                                 KEY + "\u20ac", KEY[:6] + " " + KEY[6:]])
+                                 KEY + "\u20ac", KEY[:6] + "\t" + KEY[6:]])
 def test_a_key_with_a_control_or_non_latin1_character_is_refused_without_showing_it(bad):
     with pytest.raises(llmroute.ConfigError, match="api_key") as info:
         llmroute.Client("http://127.0.0.1:9/v1", bad)
