@@ -13,26 +13,25 @@ from __future__ import annotations
 
 import collections
 import http.client
-import json
 import logging
-import math
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
 
 import requests
 import urllib3
 from requests.structures import CaseInsensitiveDict
 
 from ._headers import parse_retry_after
+from ._request import (check_deadline, check_headers, check_timeout, encode_payload,
+                       wire_safe)
 from .errors import (APIConnectionError, APIStatusError, APITimeoutError, ConfigError,
                      LLMRouteError, redact, status_error)
 from .results import Attempt
 from .retry import RetryPolicy
 
-__all__ = ["Transport", "Exchange", "BodyReader", "build_payload", "check_deadline",
-           "check_timeout", "check_headers"]
+__all__ = ["Transport", "Exchange", "BodyReader"]
 
 log = logging.getLogger(__name__)
 
@@ -49,99 +48,6 @@ _NETWORK_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError,
 # urllib3 errors that prove the request never left: the connection itself failed.
 _NOT_SENT = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
              urllib3.exceptions.ProxyError)
-
-
-# Arguments -----------------------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_deadline(deadline: Any) -> Optional[float]:
-    """``deadline`` as positive finite seconds, ``None`` kept; ``ValueError`` naming it."""
-    if deadline is None:
-        return None
-    if not _is_number(deadline) or not 0 < deadline < math.inf:
-        raise ValueError("deadline must be a positive number of seconds, got %r" % (deadline,))
-    return float(deadline)
-
-
-def check_timeout(timeout: Any) -> Tuple[float, float]:
-    """A finite (connect, read) pair; ``None`` is refused: a web view must never wait forever."""
-    if timeout is None:
-        raise ValueError("timeout must be a number or a (connect, read) pair, not None: "
-                         "an unbounded wait can hang a web worker")
-    pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-    if len(pair) != 2:
-        raise ValueError("timeout must be a number or a (connect, read) pair, got %r" % (timeout,))
-    for value in pair:
-        if not _is_number(value) or not 0 < value < math.inf:
-            raise ValueError("timeout values must be positive finite seconds, got %r"
-                             % (timeout,))
-    return float(pair[0]), float(pair[1])
-
-
-def check_headers(headers: Any, argument: str) -> Dict[str, str]:
-    """Header names and values as strings fit for the wire; ``ValueError`` naming the header.
-
-    The value is never quoted in the message: it may be a credential.
-    """
-    if not isinstance(headers, Mapping):
-        raise ValueError("%s must be a dict of header names to strings" % (argument,))
-    checked = {}
-    for name, value in headers.items():
-        if not isinstance(name, str) or not name or not _wire_safe(name) or ":" in name \
-                or " " in name:
-            raise ValueError("%s has an invalid header name %r" % (argument, name))
-        if not isinstance(value, str):
-            raise ValueError("%s[%r] must be a string, got %s"
-                             % (argument, name, type(value).__name__))
-        if not _wire_safe(value):
-            raise ValueError("%s[%r] holds a control or non-Latin-1 character "
-                             "(value not shown)" % (argument, name))
-        checked[name] = value
-    return checked
-
-
-def _wire_safe(text: str) -> bool:
-    """Latin-1 without control characters (a tab is allowed in values, as HTTP allows)."""
-    return all(" " <= c <= "~" or c == "\t" or "\xa0" <= c <= "\xff" for c in text)
-
-
-def build_payload(model: Any, messages: Any, params: Mapping[str, Any]) -> Dict[str, Any]:
-    """The request body as a dict; ``ValueError`` for a bad model or messages."""
-    if not isinstance(model, str) or not model:
-        raise ValueError("model must be a non-empty string, got %r" % (model,))
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) \
-            or not messages:
-        raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
-    for message in messages:
-        if not isinstance(message, Mapping) or "role" not in message:
-            raise ValueError("each message must be a dict with a 'role', got %r"
-                             % (type(message).__name__,))
-    payload = {"model": model, "messages": list(messages)}
-    payload.update(params)
-    return payload
-
-
-def encode_payload(payload: Mapping[str, Any]) -> bytes:
-    """The body as compact UTF-8 JSON; NaN, infinity or an unencodable value -> ValueError."""
-    try:
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8")
-    except (ValueError, TypeError, RecursionError, UnicodeError):
-        pass  # find the argument to name, outside the except: no chained cause
-    for name, value in payload.items():
-        try:
-            json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        except (ValueError, RecursionError, UnicodeError):
-            problem = "holds NaN or infinity (not valid JSON) or text that is not UTF-8"
-        except TypeError:
-            problem = "holds a value JSON cannot encode"
-        else:
-            continue
-        raise ValueError("%s %s" % ("messages" if name == "messages" else
-                                    "parameter %r" % (name,), problem))
-    raise ValueError("the request cannot be encoded as JSON")
 
 
 # Errors --------------------------------------------------------------------------------------
@@ -270,6 +176,7 @@ class BodyReader:
             block = self.read()
             if not block:
                 self._raw.release_conn()
+                self._restore_timeout()
                 return b"".join(parts)
             parts.append(block)
             size += len(block)
@@ -291,18 +198,30 @@ class BodyReader:
                 try:
                     ahead = fp.peek(8)
                 finally:
-                    self._sock.settimeout(self._timeout_set)
+                    self._sock.settimeout(self._idle)
+                    self._timeout_set = self._idle
             except (OSError, ValueError):
                 ahead = b""
         if ahead[:5] == b"0\r\n\r\n":
             try:
                 if not self.read():
                     self._raw.release_conn()
+                    self._restore_timeout()
                     self.closed = True
                     return
             except APIConnectionError:
                 return  # read() closed it
         self.close()
+
+    def _restore_timeout(self) -> None:
+        # A pooled socket keeps its timeout into the next request's send (urllib3 resets it
+        # only before reading the answer): give back the read timeout, not a deadline's rest.
+        if self._sock is not None and self._timeout_set != self._idle:
+            try:
+                self._sock.settimeout(self._idle)
+            except OSError:
+                pass
+            self._timeout_set = self._idle
 
     def close(self) -> None:
         """Drop the connection (a body not read to the end cannot go back to the pool)."""
@@ -395,7 +314,7 @@ class Transport:
         connect, read = check_timeout(timeout) if timeout is not None else self.timeout
         if idempotency_key is not None and (not isinstance(idempotency_key, str)
                                             or not idempotency_key
-                                            or not _wire_safe(idempotency_key)):
+                                            or not wire_safe(idempotency_key)):
             raise ValueError("idempotency_key must be a non-empty printable string")
         headers = dict(self.headers)
         if extra_headers:

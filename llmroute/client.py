@@ -24,7 +24,8 @@ from urllib3.util.retry import Retry
 
 from . import __version__
 from ._completion import finish_chat
-from ._transport import Transport, build_payload, check_headers, check_timeout
+from ._request import build_payload, check_headers, check_timeout
+from ._transport import Transport
 from .catalog import Catalog, default_catalog
 from .costs import CostTracker
 from .errors import ConfigError, LLMRouteError, redact
@@ -183,7 +184,9 @@ class Client:
         verify = self.session.verify
         if verify is True and self.session.trust_env:
             verify = _env("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") or True
-        headers = CaseInsensitiveDict(self.session.headers if not self._owns_session else {})
+        inherited = {} if self._owns_session else {
+            k: v for k, v in self.session.headers.items() if v is not None}  # None: requests drops
+        headers = CaseInsensitiveDict(check_headers(inherited, "session.headers"))
         headers.update({
             "User-Agent": "llmroute/%s python-requests/%s" % (__version__, requests.__version__),
             "Accept": "application/json",

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 from ._completion import finish_chat, request_id_of, settle_usage
 from ._headers import parse_rate_limit_headers
-from ._transport import build_payload
+from ._request import build_payload
 from .errors import (APIConnectionError, APITimeoutError, InvalidResponseError,
                      StreamInterruptedError, StreamTimeoutError, ToolCallError)
 from .results import ChatResult, Usage, parse_gateway_cost, parse_tool_calls, parse_usage

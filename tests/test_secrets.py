@@ -101,3 +101,13 @@ def test_results_and_reprs_never_hold_the_key(serve):
         result = client.chat("gpt-5.4", MESSAGES)
         assert KEY not in repr(client) and KEY not in repr(client.transport.__dict__.keys())
     assert KEY not in repr(result) and KEY not in repr(result.attempt_log)
+
+
+def test_a_bad_header_of_a_callers_session_is_refused_without_quoting_it():
+    import requests
+
+    session = requests.Session()
+    session.headers["X-Token"] = KEY + "\n"
+    with pytest.raises(ValueError, match="session.headers") as info:
+        llmroute.Client("http://127.0.0.1:9/v1", KEY, session=session)
+    assert KEY not in everything_shown(info.value)
