@@ -53,8 +53,8 @@ _NOT_SENT = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTi
 # Errors --------------------------------------------------------------------------------------
 def _request_sent(err: BaseException) -> bool:
     """Whether a send error may have reached the server (True unless proven otherwise)."""
-    if isinstance(err, (requests.exceptions.ConnectTimeout, requests.exceptions.ProxyError,
-                        requests.exceptions.SSLError)):
+    # Not SSLError: requests raises it for TLS failures while reading the answer too.
+    if isinstance(err, (requests.exceptions.ConnectTimeout, requests.exceptions.ProxyError)):
         return False
     seen = 0
     while err is not None and seen < 8:

@@ -104,7 +104,7 @@ def test_a_stream_is_finished_at_done_even_if_the_server_keeps_the_connection(se
         result = client.stream("gpt-5.4", MESSAGES).result()
         elapsed = time.monotonic() - started
     assert result.content == "ab" and result.finish_reason == "stop"
-    assert elapsed < 1.0
+    assert elapsed < 2.5  # the read timeout is 5 s: waiting for a close would take that
 
 
 def test_a_slow_but_steady_answer_within_the_deadline_succeeds(serve):
