@@ -212,3 +212,18 @@ def test_a_status_error_carries_the_attempt_log(serve):
             client.chat("gpt-5.4", MESSAGES)
     assert [(a.number, a.status, a.reason) for a in info.value.attempt_log] == [
         (1, 400, "not retryable")]
+
+
+def test_a_stream_carries_the_gateways_own_cost_and_its_attempt_log(serve):
+    from _servers import chunk, sse_events
+
+    def handler(conn, request, server):
+        conn.sendall(head(200, ["Transfer-Encoding: chunked", "x-litellm-response-cost: 1.5e-5"],
+                          content_type="text/event-stream")
+                     + b"".join(chunk(e) for e in sse_events(["hi"])) + b"0\r\n\r\n")
+
+    server = serve(handler)
+    with client_for(server) as client:
+        result = client.stream("gpt-5.4", MESSAGES).result()
+    assert result.gateway_cost_usd == Decimal("0.000015") and result.content == "hi"
+    assert [(a.number, a.status) for a in result.attempt_log] == [(1, 200)]
