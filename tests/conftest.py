@@ -57,3 +57,20 @@ def gw(gateway):
     """The module's gateway with its scripts and request log cleared for this test."""
     gateway.reset()
     yield gateway
+
+
+@pytest.fixture
+def serve():
+    """Start misbehaving raw-socket servers (``tests/_servers.py``); all closed after the test."""
+    from _servers import RawServer
+
+    servers = []
+
+    def start(handler):
+        server = RawServer(handler)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
