@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .catalog import Catalog, ModelSpec
 from .client import Client
-from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
 from .errors import (
     APIConnectionError, APIStatusError, APITimeoutError, AllModelsFailedError,
     AuthenticationError, BadRequestError, BudgetExceededError, ConfigError,
@@ -28,6 +27,7 @@ from .retry import RetryPolicy
 if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on first use
     from . import presets
     from ._headers import RateLimitInfo, parse_retry_after
+    from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
     from .batching import BatchInterrupted, BatchResult, ItemResult, batch
     from .classification import Classification, Classifier, TaskType, classify
     from .health import CooldownPolicy, LatencyStats, ModelHealth
@@ -46,6 +46,7 @@ _LAZY = {
     "batch": ".batching",
     "Classification": ".classification", "Classifier": ".classification",
     "TaskType": ".classification", "classify": ".classification",
+    "Budget": ".costs", "CostSnapshot": ".costs", "CostTracker": ".costs", "ModelTotals": ".costs",
     "CooldownPolicy": ".health", "LatencyStats": ".health", "ModelHealth": ".health",
     "RateLimiter": ".limits", "Reservation": ".limits", "TokenBucket": ".limits",
     "RouteResult": ".router", "Router": ".router",
@@ -68,8 +69,8 @@ __all__ = [
     "RateLimitTimeout",
     "StreamInterruptedError", "StreamTimeoutError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
-    "Attempt", "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
-    "ModelTotals", "RetryPolicy", "ToolCall", "Usage", "presets",
+    "Attempt", "Catalog", "ChatResult", "Client", "ModelSpec", "RetryPolicy", "ToolCall", "Usage",
+    "presets",
 ] + sorted(_LAZY)
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import collections
 import http.client
 import logging
+import os
 import time
-import uuid
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
 
 import requests
@@ -33,6 +33,12 @@ from .retry import RetryPolicy
 __all__ = ["Transport", "Exchange", "BodyReader"]
 
 log = logging.getLogger(__name__)
+
+
+def _new_key() -> str:
+    """A random Idempotency-Key: 128 bits in hex, as uuid4().hex gives, without importing uuid
+    (which drags in ``platform`` at import time)."""
+    return os.urandom(16).hex()
 
 #: Bytes asked of the socket per read; ``read1`` returns as soon as any are there.
 READ_BYTES = 64 * 1024
@@ -325,7 +331,7 @@ class Transport:
         headers = dict(self.headers)
         if extra_headers:
             headers.update(check_headers(extra_headers, "extra_headers"))
-        headers["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
+        headers["Idempotency-Key"] = idempotency_key or _new_key()
         body = encode_payload(payload)
         started = self.clock()
         end = started + deadline if deadline is not None else None

@@ -27,13 +27,13 @@ from ._completion import finish_chat
 from ._request import build_payload, check_headers, check_timeout
 from ._transport import Transport
 from .catalog import Catalog, default_catalog
-from .costs import CostTracker
 from .errors import ConfigError, LLMRouteError, redact
 from .results import ChatResult
 from .retry import RetryPolicy
 from .tokens import estimate_tokens
 
-if TYPE_CHECKING:  # imported lazily at run time: streaming and JSON are optional paths
+if TYPE_CHECKING:  # imported lazily at run time: tracking, streaming and JSON are optional
+    from .costs import CostTracker
     from .stream import ChatStream
     from .structured import JSONResult
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Optional, Tuple
 
+from ._lazy import LazyPattern
+
 __all__ = [
     "LLMRouteError", "ConfigError", "RateLimitTimeout", "APIConnectionError", "APITimeoutError",
     "APIStatusError", "BadRequestError", "ContextLengthExceededError", "AuthenticationError",
@@ -21,7 +23,7 @@ __all__ = [
 BODY_EXCERPT_CHARS = 500
 
 # Things that look like credentials, scrubbed from any text an exception or log may show.
-_SECRET_PATTERN = re.compile(
+_SECRET_PATTERN = LazyPattern(
     r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}|\b(sk|pk|rk|key|api)[-_][A-Za-z0-9._-]{8,}"
 )
 
@@ -200,7 +202,7 @@ _STATUS_CLASSES = {
 }
 
 # Codes and phrases providers use for "prompt too long" (OpenAI, Anthropic, Google, vLLM).
-_CONTEXT_LENGTH_PATTERN = re.compile(
+_CONTEXT_LENGTH_PATTERN = LazyPattern(
     r"context_length_exceeded|maximum context length|context window|prompt is too long"
     r"|too many tokens|input is too long|exceeds the (?:maximum|model)",
     re.IGNORECASE,
@@ -209,13 +211,13 @@ _CONTEXT_LENGTH_PATTERN = re.compile(
 
 # How gateways say "no such model": OpenAI's code and message, LiteLLM's router. Strict, since a
 # 400 that matches is no longer a BadRequestError.
-_MODEL_NOT_FOUND_PATTERN = re.compile(
+_MODEL_NOT_FOUND_PATTERN = LazyPattern(
     r"model_not_found|invalid model name passed in model\s*=|the model `[^`]{0,200}` does not exist",
     re.IGNORECASE,
 )
 # On a 404 a looser wording is enough (vLLM, Ollama: 'model "x" not found'): a 404 is a
 # NotFoundError either way.
-_MODEL_404_PATTERN = re.compile(
+_MODEL_404_PATTERN = LazyPattern(
     r"\bmodel\b[^\n]{0,200}?\b(?:not found|does not exist|is not available)", re.IGNORECASE)
 
 

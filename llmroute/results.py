@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, NamedTuple, Optional, Tuple
 
 from .errors import InvalidResponseError, ToolCallError, redact
 
@@ -12,8 +12,7 @@ __all__ = ["Usage", "ToolCall", "ChatResult", "Attempt", "parse_usage", "parse_t
            "parse_message", "parse_gateway_cost"]
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One try of a call: its number (1 first), what came back, the wait slept after it, why.
 
     ``status`` is the HTTP status when one arrived, else ``None``; ``error`` the llmroute error

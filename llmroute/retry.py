@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable, FrozenSet, Mapping, Optional
+from typing import NamedTuple, Callable, FrozenSet, Mapping, Optional
 
 from ._headers import parse_retry_after
 
@@ -21,8 +21,7 @@ NEVER_RETRY_STATUSES = frozenset({400, 401, 403, 404, 422})
 _MAX_EXPONENT = 62
 
 
-@dataclass(frozen=True)
-class Backoff:
+class Backoff(NamedTuple):
     """One decided wait: how long, and whether the server asked for it."""
 
     seconds: float
