@@ -264,7 +264,7 @@ def test_api_key_is_required_when_set(http):
                           headers={"Authorization": "Bearer sk-test-123"}, timeout=5)
     assert missing.status_code == wrong.status_code == 401
     assert missing.json() == {"error": {"message": "Invalid API key provided",
-                                        "type": "invalid_request_error",
+                                        "type": "invalid_request_error", "param": None,
                                         "code": "invalid_api_key"}}
     assert right.status_code == 200
 
