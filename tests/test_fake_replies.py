@@ -98,7 +98,8 @@ def test_instance_for_never_raises_on_odd_schemas(schema):
 
 def test_a_nested_schema_instance_validates():
     schema = {"type": "object", "required": ["shop", "items", "status"], "properties": {
-        "shop": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+        "shop": {"type": "object", "required": ["name"],
+                 "properties": {"name": {"type": "string"}}},
         "items": {"type": "array", "minItems": 2, "items": {
             "type": "object", "required": ["qty"], "properties": {"qty": {"type": "integer",
                                                                           "minimum": 1}}}},

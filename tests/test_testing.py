@@ -694,9 +694,10 @@ def test_api_key_check_takes_any_case_of_the_bearer_scheme_and_no_other(http):
         assert "k1" not in repr(gw)
 
 
-def test_a_non_string_api_key_is_refused():
+@pytest.mark.parametrize("key", [123, b"k", "", "  "])
+def test_an_api_key_that_is_not_a_non_empty_string_is_refused(key):
     with pytest.raises(ValueError, match="api_key"):
-        FakeGateway(api_key=123)
+        FakeGateway(api_key=key)
 
 
 # -- the concurrency counter ---------------------------------------------------------------------

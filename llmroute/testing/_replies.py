@@ -153,8 +153,9 @@ def json_content(request: Mapping[str, Any], model: str) -> Optional[str]:
     if fmt.get("type") == "json_schema":
         spec = fmt.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, Mapping) else None
-        return json.dumps(instance_for(schema if isinstance(schema, Mapping) else {"type": "object"}),
-                          ensure_ascii=False)
+        if not isinstance(schema, Mapping):
+            schema = {"type": "object"}
+        return json.dumps(instance_for(schema), ensure_ascii=False)
     return None
 
 

@@ -212,8 +212,10 @@ class FakeGateway:
                  models: Sequence[str] = ()) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError("port must be an int 0-65535, got %r" % (port,))
-        if api_key is not None and not isinstance(api_key, str):
-            raise ValueError("api_key must be a str or None, got %s" % type(api_key).__name__)
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+            raise ValueError("api_key must be a non-empty str or None, got %s"
+                             % ("an empty str" if isinstance(api_key, str)
+                                else type(api_key).__name__))
         self.host = _loopback(host)
         self._port = port
         self.latency = _non_negative("latency", latency)
