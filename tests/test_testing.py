@@ -611,7 +611,7 @@ def test_a_request_http_server_cannot_parse_gets_a_json_error(gw):
 
 def test_every_response_carries_a_date_header(http):
     with FakeGateway(api_key="k") as gw:
-        gw.script(MODEL, Reply(status=503, headers={"Authorization-Hint": "x"}))
+        gw.script(MODEL, Reply(status=503))
         headers = {"Authorization": "Bearer k"}
         responses = [http.post(gw.base_url + "/chat/completions", json={"model": MODEL,
                                                                         "messages": MESSAGES},
@@ -709,13 +709,20 @@ def chat_on_own_session(gw):
         return chat(session, gw)
 
 
-def test_max_in_flight_counts_the_requests_served_at_once(http):
+def held_until(release):
+    """A responder that keeps each request in flight until ``release`` is set."""
+    return lambda request: None if release.wait(5) else Reply(status=500)
+
+
+def test_max_in_flight_counts_the_requests_served_at_once():
     clients = 4
-    with FakeGateway(latency=0.2) as gw:
+    release = threading.Event()
+    with FakeGateway(responder=held_until(release)) as gw:
         with ThreadPoolExecutor(clients) as pool:
             futures = [pool.submit(chat_on_own_session, gw) for _ in range(clients)]
             assert gw.wait_for_in_flight(clients, timeout=5)
-            assert gw.in_flight == clients
+            assert gw.in_flight == gw.max_in_flight == clients
+            release.set()
             assert [f.result().status_code for f in futures] == [200] * clients
         assert gw.max_in_flight == clients and gw.in_flight == 0
 
@@ -732,14 +739,21 @@ def test_sequential_requests_and_streams_never_count_twice(gw, http):
     assert len(gw.requests) == 22 and gw.max_in_flight == 1 and gw.in_flight == 0
 
 
-def test_reset_restarts_the_peak_at_what_is_in_flight(http):
-    with FakeGateway() as gw:
-        gw.script(MODEL, Reply(delay=0.3))
-        with ThreadPoolExecutor(1) as pool:
+def test_reset_restarts_the_peak_at_what_is_in_flight():
+    release = threading.Event()
+    with FakeGateway(responder=held_until(release)) as gw:
+        with ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(chat_on_own_session, gw) for _ in range(2)]
+            assert gw.wait_for_in_flight(2, timeout=5)
+            release.set()
+            assert [f.result().status_code for f in held] == [200, 200]
+            release.clear()
             slow = pool.submit(chat_on_own_session, gw)
             assert gw.wait_for_in_flight(1, timeout=5)
+            assert gw.max_in_flight == 2
             gw.reset()
-            assert gw.max_in_flight == 1 and gw.in_flight == 1 and gw.requests == []
+            assert gw.max_in_flight == gw.in_flight == 1 and gw.requests == []
+            release.set()
             assert slow.result().status_code == 200
         assert gw.in_flight == 0 and gw.max_in_flight == 1
 
