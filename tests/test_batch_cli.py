@@ -267,7 +267,7 @@ def test_the_command_reads_the_key_and_url_from_the_environment(tmp_path, env, g
     src = write_lines(tmp_path / "in.jsonl", [{"id": 1, "prompt": "hi", "model": "gpt-5.4"}])
     code, err = run(src, "-o", tmp_path / "out.jsonl", "--rpm", 6000, "--max-concurrent", 2)
     assert code == 0, err
-    assert gateway.requests[0].header("Authorization") == "Bearer " + KEY
+    assert gateway.requests[0].bearer_matches(KEY)
 
 
 # -- resume -----------------------------------------------------------------------------------
