@@ -14,6 +14,8 @@ import time
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
+from ._stats import nearest_rank, percentile
+
 __all__ = ["ProgressLine", "Tally", "format_duration"]
 
 #: A terminal redraws at most ten times a second: faster is flicker, and costs the caller time.
@@ -185,9 +187,9 @@ class Tally:
         count = self.succeeded + self.failed
         if count == 0:
             return None
-        rank = max(int(math.ceil(q / 100.0 * count)), 1)
         if self._exact is not None:
-            return sorted(self._exact)[rank - 1]
+            return percentile(sorted(self._exact), q)
+        rank = nearest_rank(count, q)
         seen = 0
         for bucket, n in enumerate(self._hist):
             seen += n
