@@ -17,9 +17,8 @@ from types import SimpleNamespace
 import pytest
 
 from llmroute import Client
-from llmroute.batching import BatchInterrupted, BatchResult, ItemResult, batch
+from llmroute.batching import BatchInterrupted, BatchResult, batch
 from llmroute.limits import RateLimiter
-from llmroute.progress import ProgressLine, Tally
 
 import llmroute.batching as batch_module
 from llmroute.router import Router
@@ -156,18 +155,6 @@ def test_totals_sum_decimal_costs_and_report_percentiles():
     assert result.throughput > 0 and result.wall_seconds > 0
     text = str(result)
     assert "4 items" in text and "4 ok" in text and "$0.15" in text and len(text.splitlines()) <= 5
-
-
-def test_percentiles_from_the_histogram_are_within_its_two_percent_buckets():
-    exact, approx = Tally(exact=True), Tally(exact=False)
-    rng = random.Random(3)
-    for i in range(5000):
-        r = ItemResult(i, True, latency_ms=rng.lognormvariate(4, 0.6))
-        exact.add(r)
-        approx.add(r)
-    for q in (50, 95, 99):
-        assert approx.percentile(q) == pytest.approx(exact.percentile(q), rel=0.021)
-    assert Tally(exact=False).percentile(50) is None
 
 
 def test_empty_input_gives_an_empty_result():
@@ -487,47 +474,6 @@ def test_any_owner_with_ensure_pool_is_asked_and_others_are_left_alone():
 
 
 # -- progress ---------------------------------------------------------------------------------
-
-def test_progress_on_a_terminal_redraws_in_place_at_most_ten_times_a_second(clock):
-    stream = Stream(tty=True)
-    line = ProgressLine(stream, total=100, clock=clock)
-    for done in range(1, 101):
-        clock.advance(0.01)
-        line.update(done, done - done // 10, done // 10, Decimal("0.5"))
-    line.close()
-    text = stream.getvalue()
-    draws = text.count("\r")
-    assert 9 <= draws <= 12  # 1 s of updates at 100/s, redrawn every 0.1 s, plus the last
-    assert text.endswith("\n") and text.count("\n") == 1
-    assert "100/100" in text.splitlines()[-1].split("\r")[-1]
-    assert "ok 90" in text and "failed 10" in text and "$0.500000" in text
-
-
-def test_progress_without_a_terminal_prints_a_plain_line_every_tenth(clock):
-    stream = Stream(tty=False)
-    line = ProgressLine(stream, total=100, clock=clock)
-    for done in range(1, 101):
-        clock.advance(0.01)
-        line.update(done, done, 0)
-    line.close()
-    lines = stream.getvalue().splitlines()
-    assert "\r" not in stream.getvalue()
-    assert len(lines) == 10
-    assert lines[0].startswith("batch 10/100") and "ETA" in lines[0]
-    assert lines[-1].startswith("batch 100/100")
-
-
-def test_progress_of_an_unknown_total_prints_every_interval(clock):
-    stream = Stream(tty=False)
-    line = ProgressLine(stream, clock=clock, plain_interval=10.0)
-    for done in range(1, 61):
-        clock.advance(1.0)
-        line.update(done, done, 0)
-    line.close()
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 7  # the first, one per 10 s, and the final one
-    assert lines[-1].startswith("batch 60 done")
-
 
 def test_batch_draws_progress_on_the_stream_it_is_given():
     stream = Stream(tty=False)

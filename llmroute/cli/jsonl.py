@@ -92,6 +92,16 @@ def loads_strict(text: str) -> Any:
     return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
+def _lenient_id(text: str) -> Any:
+    """The id of a line that is JSON but for a NaN or Infinity, so its error names it."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    item_id = data.get("id") if isinstance(data, dict) else None
+    return item_id if _valid_id(item_id) else None
+
+
 def parse_line(line: int, text: str) -> Item:
     """Parse one input line (1-based ``line``); a bad line gives an Item with a ``problem``.
 
@@ -100,7 +110,7 @@ def parse_line(line: int, text: str) -> Item:
     try:
         data = loads_strict(text)
     except _NotJSON as err:
-        return _invalid(line, "not valid JSON: %s" % err)
+        return _invalid(line, "not valid JSON: %s" % err, _lenient_id(text))
     except (ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
         return _invalid(line, "not valid JSON (%s)" % err)
     if not isinstance(data, dict):
