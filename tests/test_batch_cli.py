@@ -357,7 +357,7 @@ def test_ctrl_c_writes_what_finished_exits_130_and_resume_finishes_the_rest(
 def test_with_a_fifth_of_calls_failing_every_id_appears_exactly_once(
         tmp_path, gateway, client, caplog):
     caplog.set_level(logging.ERROR, logger="llmroute")  # a log line per retry would slow it
-    n = 1_500  # ~300 failures of each kind: enough for every path, quick on a loaded box
+    n = 1_000  # ~60 failures of each kind: enough for every path, quick on a loaded box
     rng = random.Random(20)
     lock = threading.Lock()
 
@@ -401,7 +401,7 @@ def complete_ids(path):
 
 def test_after_sigkill_resume_finishes_every_id_once_and_resends_none_already_written(
         tmp_path):
-    n, workers = 240, 4
+    n, workers = 160, 4  # the kill lands after 30 lines: a resume has most of the work left
     src = write_lines(tmp_path / "in.jsonl", [{"id": i, "prompt": "item %d" % i,
                                                "model": "gpt-5.4"} for i in range(n)])
     out = tmp_path / "out.jsonl"
@@ -412,15 +412,15 @@ def test_after_sigkill_resume_finishes_every_id_once_and_resends_none_already_wr
         proc = subprocess.Popen(argv, env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
-            for _ in range(400):  # at most ~20 s
-                if out.exists() and len(complete_ids(out)) >= 40:
+            for _ in range(200):  # at most ~10 s on a loaded box; ~1 s when idle
+                if out.exists() and len(complete_ids(out)) >= 30:
                     break
                 time.sleep(0.05)
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.wait(10)
         written_before = set(complete_ids(out))
-        assert 40 <= len(written_before) < n
+        assert 30 <= len(written_before) < n
         sent_before = len(gw.requests)
 
         gw.latency = 0.002
