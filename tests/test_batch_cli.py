@@ -113,11 +113,15 @@ def env(monkeypatch, gateway):
     ('{"id": 1, "prompt": "a", "model": ["gpt-5.4"]}', "model must be"),
     ('{"id": 1, "prompt": "a", "task": {}}', "task must be"),
     ('{"id": 1, "prompt": "a", "max_cost_usd": "1"}', "max_cost_usd cannot be set"),
-    ('[' * 100_000, "not valid JSON"),
 ])
 def test_a_bad_line_becomes_an_item_whose_problem_names_the_line(text, problem):
     item = jb.parse_line(17, text)
     assert item.problem.startswith("line 17: ") and problem in item.problem
+
+
+def test_absurdly_deep_nesting_is_a_bad_line_not_a_recursion_error():
+    item = jb.parse_line(2, "[" * 100_000)
+    assert item.problem.startswith("line 2: not valid JSON")
 
 
 def test_a_good_line_splits_into_item_fields_and_openai_params():
@@ -401,7 +405,7 @@ def complete_ids(path):
 
 def test_after_sigkill_resume_finishes_every_id_once_and_resends_none_already_written(
         tmp_path):
-    n, workers = 160, 4  # the kill lands after 30 lines: a resume has most of the work left
+    n, workers = 120, 4  # the kill lands after 20 lines: a resume has most of the work left
     src = write_lines(tmp_path / "in.jsonl", [{"id": i, "prompt": "item %d" % i,
                                                "model": "gpt-5.4"} for i in range(n)])
     out = tmp_path / "out.jsonl"
@@ -413,14 +417,14 @@ def test_after_sigkill_resume_finishes_every_id_once_and_resends_none_already_wr
                                 stderr=subprocess.DEVNULL)
         try:
             for _ in range(200):  # at most ~10 s on a loaded box; ~1 s when idle
-                if out.exists() and len(complete_ids(out)) >= 30:
+                if out.exists() and len(complete_ids(out)) >= 20:
                     break
                 time.sleep(0.05)
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.wait(10)
         written_before = set(complete_ids(out))
-        assert 30 <= len(written_before) < n
+        assert 20 <= len(written_before) < n
         sent_before = len(gw.requests)
 
         gw.latency = 0.002
