@@ -11,7 +11,7 @@ from . import _checks as checks
 from .errors import BudgetExceededError
 
 __all__ = ["ModelTotals", "CostSnapshot", "CostTracker", "Budget", "BudgetHold", "MONEY_UNIT",
-           "usd_to_units", "units_to_usd"]
+           "usd_to_units", "units_to_usd", "parse_usd"]
 
 Money = Union[Decimal, int, str]
 _ZERO = Decimal(0)

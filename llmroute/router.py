@@ -226,6 +226,10 @@ class Router:
         cues = ", ".join(found.matched[:_REASON_CUES]) or "no cues"
         return name, found, "%s prompt (matched: %s)" % (name, cues)
 
+    def ensure_pool(self, size: int) -> None:
+        """Grow the client's connection pool to ``size`` (``llmroute.batch`` calls this)."""
+        self.client.ensure_pool(size)
+
     def complete(self, prompt_or_messages: Prompt, *, task: Any = None,
                  priority: Optional[str] = None, max_cost_usd: Any = None,
                  **params: Any) -> RouteResult:

@@ -443,9 +443,6 @@ def test_client_names_the_pool_to_grow_for_any_function():
         client.close()
 
 
-@pytest.mark.xfail(not hasattr(Router, "ensure_pool"), strict=True,
-                   reason="Router.ensure_pool (delegating to its client) is in router.py, "
-                          "outside the batch branch")
 def test_a_router_bound_method_grows_its_clients_pool():
     client = Client("http://127.0.0.1:9/v1", "sk-test-key", pool_maxsize=4)
     try:

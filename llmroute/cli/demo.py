@@ -61,7 +61,10 @@ def _pairs(pairs: Any) -> str:
 def run_demo(out: TextIO = sys.stdout, *, batch_size: int = 40) -> int:
     """Run the demo, writing a report to ``out``; returns a process exit code."""
     # Imported here so that `import llmroute` stays free of the server and the router.
-    from .. import Client, CostTracker, RateLimiter, RetryPolicy
+    from ..client import Client
+    from ..costs import CostTracker
+    from ..limits import RateLimiter
+    from ..retry import RetryPolicy
     from ..router import Router
     from ..testing import FakeGateway
 
