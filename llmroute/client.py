@@ -168,7 +168,7 @@ class Client:
         self.limiter = limiter
         self.catalog = catalog if catalog is not None else default_catalog()
         self.tracker = tracker
-        self._clock = clock  # read by router.py; llmroute's own modules use transport.clock
+        self._clock = clock
         self._url = sent_url.rstrip("/") + "/chat/completions"
         self._owns_session = session is None
         self.session = session if session is not None else requests.Session()

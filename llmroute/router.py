@@ -166,7 +166,7 @@ class Router:
         self.priority = _check_priority(priority)
         self.max_cost_usd = _check_cap(max_cost_usd)
         self.budget = budget
-        self._clock = clock if clock is not None else client._clock
+        self._clock = clock if clock is not None else client.transport.clock
         self._health = HealthBoard(cooldown if cooldown is not None else CooldownPolicy(),
                                    clock=self._clock)
         self._classifier = classifier
