@@ -312,10 +312,9 @@ class ChatStream:
                 self._ledger.usage = usage
         if isinstance(chunk.get("model"), str) and chunk["model"]:
             self._served_model = chunk["model"]
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        choice = _first_choice(chunk.get("choices"))
+        if choice is None:
             return ""
-        choice = choices[0]
         if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
             self._finish_reason = choice["finish_reason"]
         delta = choice.get("delta")
@@ -431,6 +430,17 @@ class ChatStream:
 
 
 _NOT_JSON = object()
+
+
+def _first_choice(choices: Any) -> Optional[Dict[str, Any]]:
+    """The delta of choice 0 in a chunk; with ``n`` > 1 the other choices' deltas are skipped
+    (each chunk names its choice by ``index``), as ``chat`` returns choice 0 too."""
+    if not isinstance(choices, list):
+        return None
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) in (0, None):
+            return choice
+    return None
 
 
 def open_stream(client: Any, model: str, messages: Sequence[Mapping[str, Any]], *,
