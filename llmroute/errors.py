@@ -13,7 +13,8 @@ __all__ = [
     "APIStatusError", "BadRequestError", "ContextLengthExceededError", "AuthenticationError",
     "PermissionDeniedError", "NotFoundError", "UnprocessableEntityError", "RateLimitError",
     "InternalServerError", "InvalidResponseError", "BudgetExceededError", "AllModelsFailedError",
-    "StructuredOutputError", "ToolCallError", "StreamInterruptedError", "status_error",
+    "StructuredOutputError", "ToolCallError", "StreamInterruptedError", "BackendUnavailableError",
+    "status_error",
 ]
 
 #: How much of an error body an exception keeps: enough to read, not a whole HTML page.
@@ -119,6 +120,10 @@ class BudgetExceededError(LLMRouteError):
         self.limit_usd = limit_usd
         self.spent_usd = spent_usd
         self.needed_usd = needed_usd
+
+
+class BackendUnavailableError(LLMRouteError):
+    """A shared-state backend (Redis) did not answer and the caller asked to be told so."""
 
 
 class AllModelsFailedError(LLMRouteError):
