@@ -351,7 +351,11 @@ class Handler(BaseHTTPRequestHandler):
         problem = chat_problem(payload, bad_json, model)
         if problem is not None:
             return self._send(ticket, 400, error_body(400, problem))
-        self._answer(ticket, gw._next_reply(ticket.record), payload, model)
+        gw._chat_started()
+        try:
+            self._answer(ticket, gw._next_reply(ticket.record), payload, model)
+        finally:
+            gw._chat_finished()
 
     def _read_body(self) -> bytes:
         length = self.headers.get("Content-Length")

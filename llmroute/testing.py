@@ -176,6 +176,8 @@ class FakeGateway:
         self._records: List[RecordedRequest] = []
         self._generation = 0
         self._disconnects = 0
+        self._in_flight = 0  # chat completions being answered now, and the most at once
+        self._max_in_flight = 0
         self._declared = list(models)
         self._models: Dict[str, None] = dict.fromkeys(self._declared)
         self._ids = itertools.count(1)
@@ -311,6 +313,7 @@ class FakeGateway:
             self._records = []
             self._generation += 1
             self._disconnects = 0
+            self._max_in_flight = self._in_flight
             self._models = dict.fromkeys(self._declared)
 
     # -- records -----------------------------------------------------------------------------
@@ -330,6 +333,27 @@ class FakeGateway:
         """How many clients went away before their answer was complete."""
         with self._records_cond:
             return self._disconnects
+
+    @property
+    def in_flight(self) -> int:
+        """Chat completions being answered right now."""
+        with self._records_cond:
+            return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most chat completions answered at once since start (or the last reset)."""
+        with self._records_cond:
+            return self._max_in_flight
+
+    def _chat_started(self) -> None:
+        with self._records_cond:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def _chat_finished(self) -> None:
+        with self._records_cond:
+            self._in_flight -= 1
 
     def wait_for_disconnect(self, timeout: float = 2.0, count: int = 1) -> bool:
         """Wait until ``count`` disconnects are recorded; ``False`` if ``timeout`` passed first."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Optional
 
+from .. import _checks as checks
 from ..errors import BackendUnavailableError, RateLimitTimeout
 from . import redis_client as rc
 
@@ -66,8 +67,8 @@ class RedisTokenBucket:
 
     def __init__(self, redis: Any, key: str, rate: float, capacity: float, *,
                  sleep: Callable[[float], Any] = time.sleep) -> None:
-        self._rate = rc.number("rate", rate)
-        self._capacity = rc.number("capacity", capacity)
+        self._rate = checks.number("rate", rate, above=0)
+        self._capacity = checks.number("capacity", capacity, above=0)
         self.key = rc.check_name("key", key)
         self.redis_key = rc.key_prefix(key, "bucket") + "tb"
         self._client = rc.connect(redis, what="redis")
@@ -87,10 +88,11 @@ class RedisTokenBucket:
         return self._capacity
 
     def _check(self, n: Any) -> float:
-        if isinstance(n, bool) or not (isinstance(n, (int, float)) and 0 < n <= self._capacity):
-            raise ValueError("cannot take %r tokens from a bucket of capacity %g: n must be > 0 "
-                             "and <= capacity" % (n, self._capacity))
-        return float(n)
+        try:
+            return checks.number("n", n, above=0, maximum=self._capacity)
+        except ValueError as err:
+            raise ValueError("cannot take %r tokens from a bucket of capacity %g: %s"
+                             % (n, self._capacity, err)) from None
 
     def _run(self, script: rc.Script, doing: str, *args: Any) -> Any:
         if not self._guard.up:
@@ -110,7 +112,7 @@ class RedisTokenBucket:
         """
         n = self._check(n)
         if timeout is not None:
-            timeout = max(0.0, rc.number("timeout", timeout, positive=False))
+            timeout = max(0.0, checks.number("timeout", timeout))
         granted, wait = self._run(_ACQUIRE, "acquiring tokens", n,
                                   -1 if timeout is None else timeout)
         wait = float(wait)
@@ -136,11 +138,11 @@ class RedisTokenBucket:
 
     def refund(self, n: float) -> None:
         """Give back ``n`` tokens (an estimate proved too high); the level stays <= capacity."""
-        self._run(_ADJUST, "refunding tokens", -rc.number("n", n, positive=False))
+        self._run(_ADJUST, "refunding tokens", -checks.number("n", n, minimum=0))
 
     def consume(self, n: float) -> None:
         """Take ``n`` tokens without waiting (usage found after the fact); may leave a debt."""
-        self._run(_ADJUST, "consuming tokens", rc.number("n", n, positive=False))
+        self._run(_ADJUST, "consuming tokens", checks.number("n", n, minimum=0))
 
     def __repr__(self) -> str:
         return "RedisTokenBucket(%s, key=%r, rate=%g/s, capacity=%g)" % (

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import BackendUnavailableError
 
 __all__ = ["connect", "Script", "Guard", "key_prefix", "check_name", "backend_errors",
-           "on_fork", "describe", "run_guarded", "number", "LUA_PRELUDE", "CONNECT_TIMEOUT", "SOCKET_TIMEOUT", "PROBE_SECONDS",
+           "on_fork", "describe", "run_guarded", "LUA_PRELUDE", "CONNECT_TIMEOUT", "SOCKET_TIMEOUT", "PROBE_SECONDS",
            "ON_BACKEND_ERROR"]
 
 logger = logging.getLogger(__name__)
@@ -253,16 +253,6 @@ def run_guarded(guard: Guard, call: Callable[[], Any], doing: str) -> Tuple[bool
     except guard.errors as err:
         guard.failed(err, doing)
         return False, None
-
-
-def number(name: str, value: Any, *, positive: bool = True) -> float:
-    """``value`` as a finite float (> 0, or >= 0), else ValueError naming ``name``; no bools."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
-        and value not in (float("inf"), float("-inf"))
-    if not ok or value < 0 or (positive and value == 0):
-        raise ValueError("%s must be a %s finite number, got %r"
-                         % (name, "positive" if positive else "non-negative", value))
-    return float(value)
 
 
 #: Lua shared by the scripts: server time, exact float text, and the token-bucket arithmetic.
