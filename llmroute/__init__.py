@@ -18,6 +18,7 @@ from .classify import Classification, Classifier, TaskType, classify
 from .client import Client
 from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
 from .limits import RateLimiter, Reservation, TokenBucket
+from .backends.redis_bucket import RedisTokenBucket
 from ._headers import RateLimitInfo, parse_retry_after
 from . import presets
 from .health import CooldownPolicy, LatencyStats, ModelHealth
@@ -40,7 +41,8 @@ __all__ = [
     "StreamInterruptedError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
     "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
-    "ModelTotals", "RateLimitInfo", "RateLimiter", "Reservation", "RetryPolicy", "TokenBucket",
+    "ModelTotals", "RateLimitInfo", "RateLimiter", "Reservation", "RedisTokenBucket",
+    "RetryPolicy", "TokenBucket",
     "ToolCall", "Usage", "parse_retry_after",
     "CooldownPolicy", "LatencyStats", "ModelHealth", "Route", "RouteResult", "RouteTable",
     "Router", "presets", "ChatStream", "JSONResult", "ToolInvocation", "ToolLoopError",

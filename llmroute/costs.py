@@ -5,7 +5,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
-from typing import Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 from .errors import BudgetExceededError
 
@@ -185,8 +185,18 @@ class Budget:
 
     _PERIODS = (None, "day", "month")
 
+    def __new__(cls, *args: Any, backend: Any = None, **kwargs: Any) -> "Budget":
+        """With ``backend`` (a Redis URL or client) the budget is the fleet-wide
+        ``backends.redis_budget.RedisBudget`` (``namespace=``, ``hold_seconds=``)."""
+        if backend is not None and cls is Budget:
+            from .backends.redis_budget import RedisBudget
+            return super().__new__(RedisBudget)
+        return super().__new__(cls)
+
     def __init__(self, limit_usd: Money, period: Optional[str] = None, *,
-                 now: Callable[[], datetime] = _utc_now) -> None:
+                 now: Callable[[], datetime] = _utc_now, backend: None = None) -> None:
+        if backend is not None:  # __new__ picked this class: a subclass not made for a backend
+            raise ValueError("backend= is not supported by %s" % type(self).__name__)
         if period not in self._PERIODS:
             raise ValueError("period must be 'day', 'month' or None, got %r" % (period,))
         self.limit_usd = _money(limit_usd, "limit_usd")

@@ -1,7 +1,8 @@
 """Optional backends keeping llmroute's shared state on a server (Redis).
 
-Nothing here is imported by ``import llmroute``; the ``redis`` package itself is imported only
-when a Redis backend is created (``pip install 'llmroute[redis]'``).
+``import llmroute`` loads only ``redis_bucket`` and ``redis_client`` (no ``redis``); the other
+modules load when a backend is configured, and the ``redis`` package itself only when a Redis
+backend is created (``pip install 'llmroute[redis]'``).
 """
 from __future__ import annotations
 
