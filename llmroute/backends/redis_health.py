@@ -45,7 +45,7 @@ local m, failures, window, cooldown = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[
   tonumber(ARGV[4])
 local now = now_s()
 redis.call('HSET', KEYS[1], m .. '|err', ARGV[6])
-local until = tonumber(redis.call('HGET', KEYS[1], m))
+local ends = tonumber(redis.call('HGET', KEYS[1], m))
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[1], m, num(now + cooldown))
   redis.call('HDEL', KEYS[1], m .. '|probe', m .. '|probe_until')
@@ -53,9 +53,9 @@ if ARGV[5] == '1' then
   touch(tonumber(ARGV[8]))
   return {'opened', num(cooldown)}
 end
-if until ~= nil then
+if ends ~= nil then
   touch(tonumber(ARGV[8]))
-  return {'cooling', num(math.max(0, until - now))}
+  return {'cooling', num(math.max(0, ends - now))}
 end
 redis.call('ZADD', KEYS[2], num(now), ARGV[7])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', num(now - window))
@@ -74,9 +74,9 @@ return {'counted', '0'}
 _CLAIM = rc.Script("health_claim", _HEALTH_LUA + r"""
 local m = ARGV[1]
 local now = now_s()
-local until = tonumber(redis.call('HGET', KEYS[1], m))
-if until == nil then return {'closed', '0'} end
-if now < until then return {'cooling', num(until - now)} end
+local ends = tonumber(redis.call('HGET', KEYS[1], m))
+if ends == nil then return {'closed', '0'} end
+if now < ends then return {'cooling', num(ends - now)} end
 local claimed = tonumber(redis.call('HGET', KEYS[1], m .. '|probe_until') or '0')
 if claimed > now then return {'busy', '0'} end
 redis.call('HSET', KEYS[1], m .. '|probe', ARGV[2], m .. '|probe_until',

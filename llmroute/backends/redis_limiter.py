@@ -183,8 +183,12 @@ class _Renewer:
         self._wake = threading.Event()
 
     def register(self, limiter: "RedisRateLimiter") -> None:
+        """Renew ``limiter``'s leases from now on (a no-op once it is known)."""
         with self._lock:
+            if limiter in self._limiters and self._thread is not None:
+                return
             self._limiters.add(limiter)
+            self._wake.set()  # a shorter lease than the current interval: recompute it
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="llmroute-lease-renewer")
@@ -194,8 +198,9 @@ class _Renewer:
         while True:
             with self._lock:
                 limiters = list(self._limiters)
-            if not limiters:
-                return
+                if not limiters:
+                    self._thread = None  # under the lock: a register() now starts a new one
+                    return
             interval = min(l.lease_seconds for l in limiters) / 3.0
             self._wake.wait(interval)
             self._wake.clear()
