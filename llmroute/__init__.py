@@ -9,7 +9,7 @@ from .errors import (
     APIConnectionError, APIStatusError, APITimeoutError, AllModelsFailedError,
     AuthenticationError, BadRequestError, BudgetExceededError, ConfigError,
     ContextLengthExceededError, InternalServerError, InvalidResponseError, LLMRouteError,
-    NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
+    ModelNotFoundError, NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
     StreamInterruptedError, StructuredOutputError, ToolCallError, UnprocessableEntityError,
 )
 from .batch import BatchInterrupted, BatchResult, ItemResult, batch
@@ -37,7 +37,8 @@ __all__ = [
     "APIConnectionError", "APIStatusError", "APITimeoutError", "AllModelsFailedError",
     "AuthenticationError", "BadRequestError", "BudgetExceededError", "ConfigError",
     "ContextLengthExceededError", "InternalServerError", "InvalidResponseError", "LLMRouteError",
-    "NotFoundError", "PermissionDeniedError", "RateLimitError", "RateLimitTimeout",
+    "ModelNotFoundError", "NotFoundError", "PermissionDeniedError", "RateLimitError",
+    "RateLimitTimeout",
     "StreamInterruptedError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
     "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",

@@ -19,6 +19,8 @@ __all__ = ["RateLimitInfo", "parse_retry_after", "parse_duration", "parse_rate_l
 
 # A non-negative decimal: "2", "2.5", ".5". Signs, exponents, "inf" and "nan" are garbage here.
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
+# A negative whole number: an over-spent quota count.
+_NEGATIVE_INT = re.compile(r"-\d{1,18}")
 # One "<number><unit>" part of a Go-style duration, as OpenAI sends in x-ratelimit-reset-*.
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|\u00b5s|\u03bcs|ns|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3,
@@ -177,6 +179,10 @@ def parse_duration(text: Any) -> Optional[float]:
 
 
 def _count(text: Optional[str]) -> Optional[int]:
+    """A count; a negative integer (LiteLLM sends ``remaining-requests: -1`` once over its
+    limit) means nothing is left, so it reads as 0."""
+    if text is not None and _NEGATIVE_INT.fullmatch(text):
+        return 0
     value = _non_negative(text)
     return None if value is None else int(value)
 

@@ -63,8 +63,8 @@ class TokenBucket:
                  sleep: Sleep = time.sleep) -> None:
         self._rate = checks.number("rate", rate, above=0)
         self._capacity = checks.number("capacity", capacity, above=0)
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = checks.callable_("clock", clock)
+        self._sleep = checks.callable_("sleep", sleep)
         # Guards _level and _stamp: the level as of clock reading _stamp (refilled lazily).
         self._lock = threading.Lock()
         self._level = self._capacity
@@ -335,8 +335,8 @@ class RateLimiter:
         self.headers_scope = checks.choice("headers_scope", headers_scope, ("model", "key"))
         self.max_concurrent = checks.number("max_concurrent", max_concurrent, minimum=1,
                                             integer=True, allow_none=True)
-        if not callable(clock) or not callable(sleep):
-            raise ValueError("clock and sleep must be callables, got %r and %r" % (clock, sleep))
+        checks.callable_("clock", clock)
+        checks.callable_("sleep", sleep)
         self.rpm = checks.number("rpm", rpm, above=0, allow_none=True)
         self.tpm = checks.number("tpm", tpm, above=0, allow_none=True)
         self.burst_seconds = burst

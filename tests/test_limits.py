@@ -695,3 +695,16 @@ def test_a_shared_pause_is_never_longer_than_24_hours(clock):
     limiter.observe("m", 200, {"x-ratelimit-remaining-requests": "0",
                                "x-ratelimit-reset-requests": "100h"})
     assert limiter.pause_remaining("m") == 24 * 3600.0
+
+
+@pytest.mark.parametrize("headers, pause", [
+    ({"llm_provider-retry-after": "60"}, 60.0),  # LiteLLM's per-deployment rpm check
+    ({"llm_provider-retry-after-ms": "1500"}, 1.5),
+    ({"retry-after": "2", "llm_provider-retry-after": "9"}, 9.0),
+    ({"Retry-After": "0"}, 0.0),
+    ({"retry-after-ms": "0", "llm_provider-retry-after": "0"}, 0.0),
+])
+def test_observe_pauses_for_the_longest_wait_of_every_gateway_dialect(clock, headers, pause):
+    limiter = limiter_with(clock)
+    assert limiter.observe("m", 429, headers) == pause
+    assert limiter.pause_remaining("m") == pause

@@ -73,7 +73,7 @@ class RedisTokenBucket:
         self.redis_key = rc.key_prefix(key, "bucket") + "tb"
         self._client = rc.connect(redis, what="redis")
         self._where = rc.describe(redis)
-        self._sleep = sleep
+        self._sleep = checks.callable_("sleep", sleep)
         self._guard = rc.Guard(self._client, what="RedisTokenBucket(%r)" % key,
                                on_error="raise")
 

@@ -208,7 +208,7 @@ class RedisBudget(Budget):
         price, or when Redis is unreachable."""
         if worst_case_usd is None:
             return super().reserve(None)  # raises: an unpriced model cannot be checked
-        amount = _amount("worst_case_usd", worst_case_usd)
+        amount = checks.money("worst_case_usd", worst_case_usd)
         units = usd_to_units(amount, round_up=True)
         if not self._flush_unsettled():
             raise self._closed("Redis is unreachable", amount)
@@ -240,7 +240,7 @@ class RedisBudget(Budget):
 
     def charge(self, amount_usd: Money) -> None:
         """Book spending made outside ``reserve`` for the fleet."""
-        self.settle_hold("", self._period_id(), _amount("amount_usd", amount_usd))
+        self.settle_hold("", self._period_id(), checks.money("amount_usd", amount_usd))
 
     def _totals(self) -> Tuple[Decimal, Decimal]:
         ok, answer = self._run(_STATUS, self._period_id(), [], "reading the budget")
@@ -268,20 +268,6 @@ class RedisBudget(Budget):
     def __repr__(self) -> str:
         return "RedisBudget(%s, namespace=%r, limit_usd=%s, period=%r)" % (
             self._where, self.namespace, self.limit_usd, self.period)
-
-
-def _amount(name: str, value: Any) -> Decimal:
-    """A non-negative finite Decimal; floats are refused because they are not exact."""
-    if isinstance(value, (float, bool)):
-        raise ValueError("%s must be a Decimal, int or str, not %s (%r): money is exact"
-                         % (name, type(value).__name__, value))
-    try:
-        amount = Decimal(value)
-    except (ArithmeticError, TypeError, ValueError):
-        raise ValueError("%s must be an amount of dollars, got %r" % (name, value)) from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError("%s must be a non-negative amount, got %r" % (name, value))
-    return amount
 
 
 def _usd(value: Any) -> Decimal:
