@@ -98,7 +98,7 @@ def _task_name(task: Any) -> str:
 
 
 def _as_task_type(name: str) -> Any:
-    from .classify import TaskType
+    from .classification import TaskType
     return TaskType(name)
 
 
@@ -214,7 +214,7 @@ class Router:
     def _classify(self, messages: Messages, tools: Any) -> Any:
         classifier = self._classifier
         if classifier is None:
-            from .classify import classify as classifier
+            from .classification import classify as classifier
         elif hasattr(classifier, "classify"):
             classifier = classifier.classify
         return classifier(None, tools=tools, messages=messages)

@@ -52,7 +52,7 @@ class StubClassifier:
         self.calls = []
 
     def classify(self, text=None, *, tools=None, messages=None):
-        from llmroute.classify import Classification, TaskType
+        from llmroute.classification import Classification, TaskType
         self.calls.append((text, tools, messages))
         return Classification(TaskType.GENERAL, 0.5, {}, ("general:stub",))
 
@@ -83,7 +83,7 @@ def test_tools_route_to_function_calling_whatever_the_text_says(gw, client):
 
 
 def test_given_task_skips_the_classifier_and_accepts_the_enum(gw, client):
-    from llmroute.classify import TaskType
+    from llmroute.classification import TaskType
     stub = StubClassifier()
     router = Router(client, classifier=stub)
     assert router.complete("x", task=TaskType.CODE).model == GPT

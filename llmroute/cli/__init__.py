@@ -49,7 +49,7 @@ def _build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_demo_parser(subparsers)
     _add_classify_parser(subparsers)
-    from .batch_cli import add_batch_parser
+    from .batch import add_batch_parser
     add_batch_parser(subparsers)
     return parser
 
@@ -98,8 +98,8 @@ def _add_classify_parser(subparsers: Any) -> None:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    from .classify import DEFAULT_LONG_CONTEXT_TOKENS, Classifier
-    from .evaluate import evaluate, format_report, load_jsonl
+    from ..classification import DEFAULT_LONG_CONTEXT_TOKENS, Classifier
+    from ..classification.evaluate import evaluate, format_report, load_jsonl
 
     if args.eval and args.text is not None:
         return _fail("give either a prompt or --eval FILE, not both")
