@@ -227,13 +227,13 @@ _process_token = uuid.uuid4().hex[:12]
 class RedisReservation:
     """What one shared ``reserve()`` admitted; the interface of ``Reservation``.
 
-    ``settle()`` and the remaining headers seen by ``observe()`` are sent to Redis with the
-    ``release()`` when the reservation holds a concurrency slot (one round trip for all three),
-    at once otherwise. Each method is safe to repeat.
+    ``settle()`` and the remaining headers ``observe()`` saw for this call travel to Redis in
+    one script: with the ``release()`` when the reservation holds a concurrency slot, else with
+    the settlement. Each method is safe to repeat.
     """
 
     __slots__ = ("model", "tokens", "waited", "lease_id", "_limiter", "_charged", "_pending",
-                 "_lower", "_holds_slot", "_lock", "__weakref__")
+                 "_lower", "_holds_slot", "_released", "_lock", "__weakref__")
 
     def __init__(self, limiter: "RedisRateLimiter", model: Optional[str], tokens: float,
                  waited: float, lease_id: str) -> None:
@@ -243,21 +243,17 @@ class RedisReservation:
         self.lease_id = lease_id
         self._limiter = limiter
         self._charged = tokens
-        # Guards _charged, _pending, _lower and _holds_slot.
+        # Guards _charged, _pending, _lower, _holds_slot and _released.
         self._lock = threading.Lock()
         self._pending = 0.0
         self._lower: Optional[Tuple[str, Optional[float], Optional[float]]] = None
         self._holds_slot = bool(lease_id)
+        self._released = False
 
     @property
     def charged(self) -> float:
         """The TPM tokens this reservation holds now (the estimate until settled)."""
         return self._charged
-
-    @property
-    def open(self) -> bool:
-        """Whether the slot is still held (a release will carry what is pending)."""
-        return self._holds_slot
 
     def settle(self, actual_tokens: float) -> float:
         """Charge the usage the API counted; returns the change (negative: refunded)."""
@@ -277,9 +273,10 @@ class RedisReservation:
 
     def note_levels(self, scope: str, requests: Optional[float],
                     tokens: Optional[float]) -> bool:
-        """Keep remaining-header levels to send with the release; False if already released."""
+        """Keep remaining-header levels to send with the settlement or release; False if the
+        reservation is already released (the caller sends them itself)."""
         with self._lock:
-            if not self._holds_slot:
+            if self._released:
                 return False
             if self._lower is not None:
                 _, old_rq, old_tk = self._lower
@@ -289,7 +286,7 @@ class RedisReservation:
             return True
 
     def release(self) -> None:
-        """Free the concurrency slot (with the pending settlement); later calls do nothing."""
+        """Free the concurrency slot, sending what is pending; later calls do nothing."""
         self._flush(release=True)
 
     def _flush(self, release: bool) -> None:
@@ -297,6 +294,7 @@ class RedisReservation:
             lease = self.lease_id if (release and self._holds_slot) else ""
             if release:
                 self._holds_slot = False
+                self._released = True
             delta, self._pending = self._pending, 0.0
             lower, self._lower = self._lower, None
         if lease or delta or lower is not None:
