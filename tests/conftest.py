@@ -73,7 +73,17 @@ def _redis_unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url():
+def redis_package():
+    """The redis client package (tests of a dead or absent Redis need no server, only it)."""
+    try:
+        import redis
+    except ImportError:
+        _redis_unavailable("the redis package is not installed: pip install 'llmroute[redis]'")
+    return redis
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_package):
     """The URL of a live Redis for integration tests (``LLMROUTE_TEST_REDIS_URL``).
 
     Skips with the reason when it is unset, dead or the redis package is missing; with
@@ -82,14 +92,10 @@ def redis_url():
     if not _REDIS_URL:
         _redis_unavailable("LLMROUTE_TEST_REDIS_URL is not set: start a redis-server and "
                            "export its URL (e.g. redis://127.0.0.1:6379/15) to run this test")
-    try:
-        import redis
-    except ImportError:
-        _redis_unavailable("the redis package is not installed: pip install 'llmroute[redis]'")
-    client = redis.Redis.from_url(_REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    client = redis_package.Redis.from_url(_REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
     try:
         client.ping()
-    except redis.RedisError as err:
+    except redis_package.RedisError as err:
         _redis_unavailable("Redis at LLMROUTE_TEST_REDIS_URL did not answer: %s" % err)
     finally:
         client.close()

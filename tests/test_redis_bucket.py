@@ -88,7 +88,7 @@ def test_backend_accepts_urls_and_clients_and_refuses_the_rest(redis_url):
         RedisTokenBucket(redis_url, "a{b}", rate=1, capacity=1)
 
 
-def test_repr_and_errors_never_show_the_password():
+def test_repr_and_errors_never_show_the_password(redis_package):
     tb = RedisTokenBucket("redis://user:s3cret-pass@127.0.0.1:1/0", "ns", rate=1, capacity=1)
     assert "s3cret-pass" not in repr(tb)
     with pytest.raises(BackendUnavailableError) as info:

@@ -59,7 +59,7 @@ def test_periods_have_their_own_keys_with_a_ttl(redis_url, redis_client, namespa
     assert budget.remaining_usd == Decimal("1")
 
 
-def test_an_unreachable_redis_fails_closed_and_says_so(namespace):
+def test_an_unreachable_redis_fails_closed_and_says_so(namespace, redis_package):
     budget = Budget("1", backend="redis://127.0.0.1:%d/0" % free_port(), namespace=namespace)
     started = time.monotonic()
     for _ in range(3):

@@ -46,7 +46,7 @@ def test_a_failed_probe_opens_the_circuit_again(redis_url, namespace):
     assert "timeout again" in b.acquire("m")[0]
 
 
-def test_health_falls_back_to_this_process_when_redis_is_away(namespace):
+def test_health_falls_back_to_this_process_when_redis_is_away(namespace, redis_package):
     board = HealthBoard(POLICY, backend="redis://127.0.0.1:%d/0" % free_port(),
                         namespace=namespace)
     board.failed("m", "HTTP 500")

@@ -181,7 +181,7 @@ def test_redis_going_away_falls_back_with_one_warning_and_comes_back(
     assert len([r for r in caplog.records if r.name.startswith("llmroute.backends")]) == 1
 
 
-def test_raise_mode_raises_when_redis_is_away(namespace):
+def test_raise_mode_raises_when_redis_is_away(namespace, redis_package):
     from _redis import free_port
 
     limiter = RateLimiter(rpm=60, backend="redis://127.0.0.1:%d/0" % free_port(),
