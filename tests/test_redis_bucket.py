@@ -1,4 +1,5 @@
-"""RedisTokenBucket and the Redis plumbing, against a real redis-server (LLMROUTE_TEST_REDIS_URL)."""
+"""RedisTokenBucket and the Redis plumbing, against a real redis-server
+(LLMROUTE_TEST_REDIS_URL)."""
 from __future__ import annotations
 
 import subprocess

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 from _redis import free_port
 from llmroute import Budget, Client, CooldownPolicy, RateLimiter, Router

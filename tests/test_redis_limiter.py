@@ -11,7 +11,7 @@ import time
 import pytest
 
 from _redis import run_fleet, spawn
-from llmroute import Client, RateLimiter, RateLimitTimeout, RetryPolicy
+from llmroute import Client, RateLimiter, RateLimitTimeout
 from llmroute.backends import redis_client as rc
 from llmroute.backends.redis_limiter import RedisRateLimiter, RedisReservation
 from llmroute.errors import BackendUnavailableError
@@ -199,3 +199,22 @@ def test_a_limiter_made_before_fork_works_in_the_child(redis_url, namespace):
            "limiter": {"max_concurrent": 3, "lease_seconds": 0.5, "expected_processes": 2}}
     (report,) = run_fleet([job], timeout=15)
     assert report == {"child_exit": 0, "in_flight": 0}
+
+
+def test_settle_moves_the_difference_once_and_pauses_follow_their_scope(redis_url, namespace):
+    a = _limiter(redis_url, namespace, tpm=600, sleep=lambda s: None)
+    b = _limiter(redis_url, namespace, tpm=600, sleep=lambda s: None)
+    held = a.reserve(100, model="m")
+    assert held.settle(500) == 400 and held.settle(500) == 0  # a repeated settle moves nothing
+    with pytest.raises(RateLimitTimeout, match="tpm"):
+        b.reserve(200, model="m", timeout=1)  # 100 left: 100 more take 10 s at 10/s
+    assert held.refund() == 500
+    b.reserve(200, model="m", timeout=0).release()
+    with pytest.raises(ValueError, match="tpm"):
+        b.reserve(601)
+    key_wide = _limiter(redis_url, namespace + "-k", rpm=60, pause_scope="key")
+    assert key_wide.observe("m", 429, {"Retry-After": "5"}) == 5
+    assert 4 < key_wide.pause_remaining("other") <= 5
+    per_model = _limiter(redis_url, namespace + "-m", rpm=60)
+    per_model.observe("m", 429, {"Retry-After": "5"})
+    assert per_model.pause_remaining("other") == 0 and per_model.pause_remaining("m") > 4

@@ -235,6 +235,7 @@ class RedisBudget(Budget):
         units = usd_to_units(Decimal(actual))
         ok, _ = self._run(_COMMIT, period, [hold_id, units, self._ttl_ms], "committing")
         if not ok:
+            logger.debug("budget: keeping a commit of %d units until Redis answers", units)
             with self._lock2:
                 self._unsettled.append((hold_id, period, units))
 

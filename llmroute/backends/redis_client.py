@@ -21,8 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import BackendUnavailableError
 
 __all__ = ["connect", "Script", "Guard", "key_prefix", "check_name", "backend_errors",
-           "on_fork", "describe", "run_guarded", "LUA_PRELUDE", "CONNECT_TIMEOUT", "SOCKET_TIMEOUT", "PROBE_SECONDS",
-           "ON_BACKEND_ERROR"]
+           "on_fork", "describe", "run_guarded", "LUA_PRELUDE", "CONNECT_TIMEOUT",
+           "SOCKET_TIMEOUT", "PROBE_SECONDS", "ON_BACKEND_ERROR"]
 
 logger = logging.getLogger(__name__)
 

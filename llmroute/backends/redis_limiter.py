@@ -480,8 +480,9 @@ class RedisRateLimiter(RateLimiter):
         own_tpm = self.model_limits.get(model, {}).get("tpm") if model is not None else None
         for tpm, whose in ((self.tpm, "tpm"), (own_tpm, "model_limits[%r] tpm" % model)):
             if tpm is not None and tokens > tpm:
-                raise ValueError("reservation of %g tokens (prompt estimate + max_tokens) exceeds "
-                                 "%s=%g; lower max_tokens or raise %s" % (tokens, whose, tpm, whose))
+                raise ValueError("reservation of %g tokens (prompt estimate + max_tokens) "
+                                 "exceeds %s=%g; lower max_tokens or raise %s"
+                                 % (tokens, whose, tpm, whose))
         return tokens
 
     def reserve(self, tokens: float, *, model: Optional[str] = None,
