@@ -181,6 +181,8 @@ class Catalog:
     def from_file(cls, path: Union[str, os.PathLike], *, base: Optional["Catalog"] = None
                   ) -> "Catalog":
         """Read a catalog JSON (``{"models": [...]}`` or a list); entries extend ``base``."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError("path must be a file path (str or os.PathLike), got %r" % (path,))
         with open(path, encoding="utf-8") as f:
             try:
                 data = json.load(f, parse_float=Decimal)

@@ -40,6 +40,12 @@ class Route:
     models: Tuple[str, ...]
     params: Mapping[str, Any]
 
+    def __post_init__(self) -> None:
+        _check_task(self.task, "Route")
+        object.__setattr__(self, "models", _check_models(self.task, self.models, "Route"))
+        if not isinstance(self.params, Mapping):
+            raise ValueError("Route params must be a mapping, got %r" % (self.params,))
+
     def request_params(self) -> Dict[str, Any]:
         """A fresh deep copy of the params, safe to change and send."""
         return copy.deepcopy(dict(self.params))
@@ -145,6 +151,8 @@ class RouteTable(Mapping[str, Route]):
     def from_file(cls, path: Union[str, "os.PathLike[str]"], *,
                   base: Optional["RouteTable"] = None) -> "RouteTable":
         """Read ``{"routes": {...}}`` (or the bare ``{task: route}`` object) from a JSON file."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError("path must be a file path (str or os.PathLike), got %r" % (path,))
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)

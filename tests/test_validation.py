@@ -13,7 +13,7 @@ from llmroute.costs import Budget, CostTracker
 from llmroute.health import CooldownPolicy, HealthBoard
 from llmroute.limits import RateLimiter, TokenBucket
 from llmroute.router import Router
-from llmroute.routes import RouteTable, load_routes
+from llmroute.routes import Route, RouteTable, load_routes
 from llmroute.schema import check_schema, validate
 from llmroute.tokens import estimate_tokens, fit_messages
 
@@ -138,6 +138,11 @@ CASES = [
     ("route param inf nested", lambda: load_routes(
         {"math": {"models": ["m"], "params": {"thinking": {"budget_tokens": INF}}}}), "thinking"),
     ("load_routes(5)", lambda: load_routes(5), "routes"),
+    ("RouteTable.from_file(None)", lambda: RouteTable.from_file(None), "path"),
+    ("Catalog.from_file(3)", lambda: Catalog.from_file(3), "path"),
+    ("Route(task='x')", lambda: Route("x", ("m",), {}), "unknown task"),
+    ("Route(models='m')", lambda: Route("math", "m", {}), "models"),
+    ("Route(params=[])", lambda: Route("math", ("m",), []), "params"),
 ]
 
 
