@@ -185,7 +185,8 @@ class Budget:
 
     ``reserve(worst_case)`` sets money aside before a request is sent and raises
     ``BudgetExceededError`` when spent + held + worst case would pass the limit, so a call that
-    could overspend is never sent.
+    could overspend is never sent. ``backend=`` (a Redis URL or client) with ``namespace=``
+    makes it one budget for every process of the namespace (``backends.redis_budget``).
     """
 
     _PERIODS = (None, "day", "month")

@@ -164,6 +164,11 @@ class RedisBudget(Budget):
         self._lock2 = threading.Lock()
         self._unsettled: List[Tuple[str, str, int]] = []
         self._last = (Decimal(0), Decimal(0))
+        rc.on_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """A lock held by another thread at fork() stays held in the child: start afresh."""
+        self._lock2 = threading.Lock()
 
     def _period_id(self) -> str:
         if self.period is None:

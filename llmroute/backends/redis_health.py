@@ -137,6 +137,12 @@ class RedisHealthBoard(HealthBoard):
         self._open_lock = threading.Lock()
         self._open: Dict[str, Tuple[float, str]] = {}
         self._read_at: Optional[float] = None
+        rc.on_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """A forked child gets its own claimer id and a lock no parent thread holds."""
+        self._open_lock = threading.Lock()
+        self._claimer = "%s:%d" % (uuid.uuid4().hex[:12], os.getpid())
 
     def redis_keys(self, model: str) -> List[str]:
         """The circuits hash and ``model``'s failure times (one hash tag)."""

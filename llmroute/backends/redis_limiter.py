@@ -208,15 +208,10 @@ class _Renewer:
                 limiter.renew_leases()
 
     def after_fork_in_child(self) -> None:
+        """The parent's thread did not survive the fork: the child's first lease starts one."""
         self._lock = threading.Lock()
         self._thread = None
         self._wake = threading.Event()
-        limiters = list(self._limiters)
-        if limiters:
-            with self._lock:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="llmroute-lease-renewer")
-                self._thread.start()
 
 
 _RENEWER = _Renewer()
