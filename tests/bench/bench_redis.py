@@ -135,12 +135,13 @@ def main() -> int:
         rates = fleet(url, args.processes, args.seconds)
         per_chat, per_route, route_s = round_trips(url)
         print("1-token acquires per second (rate never binds), %gs each:" % args.seconds)
-        print("  %-34s %12s %12s" % ("", "in-memory", "Redis"))
-        print("  %-34s %12.0f %12.0f" % ("1 process, 1 thread", memory, one))
-        print("  %-34s %12s %12s" % ("%d processes, 1 thread each: per process" % args.processes,
-                                     "-", "%.0f-%.0f" % (min(rates), max(rates))))
-        print("  %-34s %12s %12.0f" % ("%d processes: total on one key" % args.processes, "-",
-                                       sum(rates)))
+        rows = [("", "in-memory", "Redis"),
+                ("1 process, 1 thread", "%.0f" % memory, "%.0f" % one),
+                ("%d processes x 1 thread: per process" % args.processes, "-",
+                 "%.0f-%.0f" % (min(rates), max(rates))),
+                ("%d processes: total on one key" % args.processes, "-", "%.0f" % sum(rates))]
+        for label, left, right in rows:
+            print("  %-40s %12s %12s" % (label, left, right))
         print("Redis round trips (commands through a counting client):")
         print("  per Client.chat (limiter: rpm, tpm, model limits, max_concurrent): %.2f"
               % per_chat)
