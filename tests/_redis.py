@@ -25,12 +25,15 @@ class RedisServer:
         self.port = port or free_port()
         self.url = "redis://127.0.0.1:%d/0" % self.port
         self._dir = tempfile.mkdtemp(prefix="llmroute-redis-")
+        self.socket_path = os.path.join(self._dir, "redis.sock")
+        self.unix_url = "unix://%s?db=0" % self.socket_path
         self._proc = None
 
     def start(self, timeout: float = 3.0) -> "RedisServer":
         self._proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._dir], stdout=subprocess.DEVNULL,
+             "--appendonly", "no", "--dir", self._dir, "--unixsocket", self.socket_path,
+             "--unixsocketperm", "700"], stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         end = time.monotonic() + timeout
         while time.monotonic() < end:

@@ -89,6 +89,12 @@ def test_backend_accepts_urls_and_clients_and_refuses_the_rest(redis_url):
         RedisTokenBucket(redis_url, "a{b}", rate=1, capacity=1)
 
 
+def test_a_unix_socket_url_reaches_redis(redis_server_factory, namespace):
+    server = redis_server_factory()
+    tb = RedisTokenBucket(server.unix_url, namespace, rate=1, capacity=2, sleep=lambda s: None)
+    assert tb.acquire(2) == 0.0 and tb.try_acquire() is False
+
+
 def test_repr_and_errors_never_show_the_password(redis_package):
     tb = RedisTokenBucket("redis://user:s3cret-pass@127.0.0.1:1/0", "ns", rate=1, capacity=1)
     assert "s3cret-pass" not in repr(tb)
