@@ -19,9 +19,10 @@ from .errors import (
     AuthenticationError, BadRequestError, BudgetExceededError, ConfigError,
     ContextLengthExceededError, InternalServerError, InvalidResponseError, LLMRouteError,
     ModelNotFoundError, NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
-    StreamInterruptedError, StructuredOutputError, ToolCallError, UnprocessableEntityError,
+    StreamInterruptedError, StreamTimeoutError, StructuredOutputError, ToolCallError,
+    UnprocessableEntityError,
 )
-from .results import ChatResult, ToolCall, Usage
+from .results import Attempt, ChatResult, ToolCall, Usage
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on first use
@@ -67,9 +68,9 @@ __all__ = [
     "ContextLengthExceededError", "InternalServerError", "InvalidResponseError", "LLMRouteError",
     "ModelNotFoundError", "NotFoundError", "PermissionDeniedError", "RateLimitError",
     "RateLimitTimeout",
-    "StreamInterruptedError", "StructuredOutputError", "ToolCallError",
+    "StreamInterruptedError", "StreamTimeoutError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
-    "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
+    "Attempt", "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
     "ModelTotals", "RetryPolicy", "ToolCall", "Usage", "presets",
 ] + sorted(_LAZY)
 

@@ -139,3 +139,20 @@ def redis_server_factory(redis_url):
     yield start
     for server in servers:
         server.cleanup()
+
+
+@pytest.fixture
+def serve():
+    """Start misbehaving raw-socket servers (``tests/_servers.py``); all closed after the test."""
+    from _servers import RawServer
+
+    servers = []
+
+    def start(handler):
+        server = RawServer(handler)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()

@@ -112,7 +112,7 @@ def test_a_finished_stream_gives_its_connection_back_to_the_pool(gw, client):
     gw.script("gpt-5.4", "first answer", "second answer")
     assert client.stream("gpt-5.4", MESSAGES).result().content == "first answer"
     assert client.stream("gpt-5.4", MESSAGES).result().content == "second answer"
-    pools = client._adapter.poolmanager.pools
+    pools = client.transport.adapter.poolmanager.pools
     assert [pools[key].num_connections for key in pools.keys()] == [1]
 
 
