@@ -133,6 +133,7 @@ def test_four_processes_of_four_threads_share_one_bucket(redis_url, namespace):
     job = {"mode": "bucket", "url": redis_url, "key": namespace, "rate": 40, "capacity": 4,
            "threads": 4, "start_at": start_at, "duration": 10.0}
     reports = run_fleet([job] * 4, timeout=30)
+    assert [e for r in reports for e in r["errors"]] == []
     grants = sorted(t for r in reports for t in r["grants"])
     assert abs(len(grants) - 404) <= 404 * 0.03, len(grants)
     j, worst = 0, 0
