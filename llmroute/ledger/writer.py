@@ -182,7 +182,7 @@ class RowWriter:
             if conn is not None:
                 try:
                     conn.close()
-                except self._store.errors:
+                except Exception:  # noqa: BLE001 - closing a broken connection may fail
                     pass
 
     def _drain(self) -> None:
