@@ -51,6 +51,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_classify_parser(subparsers)
     from .batch_cli import add_batch_parser
     add_batch_parser(subparsers)
+    from .usage_cli import add_usage_parser
+    add_usage_parser(subparsers)
+    from .cost_cli import add_cost_parser
+    add_cost_parser(subparsers)
     return parser
 
 
