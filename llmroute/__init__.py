@@ -29,6 +29,9 @@ from .stream import ChatStream
 from .structured import JSONResult
 from .tools import ToolInvocation, ToolLoopError, ToolRun, run_tools, tool_schema
 from .tokens import estimate_tokens, fit_messages
+from .ledger import Ledger
+from .pricing_calc import estimate_cost
+from .pricing_calc import compare_costs
 
 
 __all__ = [
@@ -48,6 +51,9 @@ __all__ = [
     "Classification", "Classifier", "TaskType", "classify",
     "BatchInterrupted", "BatchResult", "ItemResult", "batch",
     "estimate_tokens", "fit_messages",
+    "Ledger",
+    "estimate_cost",
+    "compare_costs",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -39,7 +39,8 @@ def _colour(index: int) -> str:
 
 
 def _attrs(**values: object) -> str:
-    return " ".join("%s=%s" % (k.replace("_", "-"), quoteattr(str(v))) for k, v in values.items())
+    return " ".join("%s=%s" % (k.rstrip("_").replace("_", "-"), quoteattr(str(v)))
+                    for k, v in values.items())
 
 
 def _spend_svg(rows: Sequence[Tuple[str, str, Decimal]], models: List[str]) -> str:
