@@ -56,6 +56,14 @@ pg_start() {
   echo "postgresql on 127.0.0.1:$PG_PORT ($PG_DATA)"
 }
 
+pg_stop_on_exit() {
+  # Run pg_stop at exit, before whatever EXIT trap is already set.
+  local old
+  old=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
+  # shellcheck disable=SC2064
+  trap "pg_stop; ${old:-:}" EXIT
+}
+
 pg_stop() {
   # Stop the cluster started by pg_start (if any) and remove its directory.
   if [ -n "${PG_DATA:-}" ] && [ -d "$PG_DATA/data" ]; then
