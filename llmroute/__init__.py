@@ -1,59 +1,95 @@
-"""llmroute: a synchronous SDK for chat completions through OpenAI-compatible gateways."""
+"""llmroute: a synchronous SDK for chat completions through OpenAI-compatible gateways.
+
+``import llmroute`` loads what a plain ``Client.chat`` needs; routing, classification, batches,
+streaming, structured output, tools and the backends load on first use (PEP 562), so the import
+costs little more than ``import requests``.
+"""
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"  # before the imports: client.py reads it for the User-Agent
-
+from ._version import __version__
+from .catalog import Catalog, ModelSpec
+from .client import Client
+from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
 from .errors import (
     APIConnectionError, APIStatusError, APITimeoutError, AllModelsFailedError,
     AuthenticationError, BadRequestError, BudgetExceededError, ConfigError,
     ContextLengthExceededError, InternalServerError, InvalidResponseError, LLMRouteError,
-    NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
+    ModelNotFoundError, NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
     StreamInterruptedError, StructuredOutputError, ToolCallError, UnprocessableEntityError,
 )
-from .batch import BatchInterrupted, BatchResult, ItemResult, batch
-from .catalog import Catalog, ModelSpec
-from .classify import Classification, Classifier, TaskType, classify
-from .client import Client
-from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
-from .limits import RateLimiter, Reservation, TokenBucket
-from ._headers import RateLimitInfo, parse_retry_after
-from . import presets
-from .health import CooldownPolicy, LatencyStats, ModelHealth
 from .results import ChatResult, ToolCall, Usage
 from .retry import RetryPolicy
-from .router import RouteResult, Router
-from .routes import Route, RouteTable
-from .stream import ChatStream
-from .structured import JSONResult
-from .tools import ToolInvocation, ToolLoopError, ToolRun, run_tools, tool_schema
-from .tokens import estimate_tokens, fit_messages
-from .ledger import Ledger
-from .pricing_calc import estimate_cost
-from .pricing_calc import compare_costs
 
+if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on first use
+    from . import presets
+    from ._headers import RateLimitInfo, parse_retry_after
+    from .batching import BatchInterrupted, BatchResult, ItemResult, batch
+    from .classification import Classification, Classifier, TaskType, classify
+    from .health import CooldownPolicy, LatencyStats, ModelHealth
+    from .ledger import Ledger
+    from .pricing_calc import compare_costs, estimate_cost
+    from .limits import RateLimiter, Reservation, TokenBucket
+    from .router import RouteResult, Router
+    from .routes import Route, RouteTable
+    from .stream import ChatStream
+    from .structured import JSONResult
+    from .tokens import estimate_tokens, fit_messages
+    from .tools import ToolInvocation, ToolLoopError, ToolRun, run_tools, tool_schema
+
+#: Public names loaded on first use: name -> the module that defines it.
+_LAZY = {
+    "RateLimitInfo": "._headers", "parse_retry_after": "._headers",
+    "BatchInterrupted": ".batching", "BatchResult": ".batching", "ItemResult": ".batching",
+    "batch": ".batching",
+    "Classification": ".classification", "Classifier": ".classification",
+    "TaskType": ".classification", "classify": ".classification",
+    "CooldownPolicy": ".health", "LatencyStats": ".health", "ModelHealth": ".health",
+    "Ledger": ".ledger",
+    "estimate_cost": ".pricing_calc", "compare_costs": ".pricing_calc",
+    "RateLimiter": ".limits", "Reservation": ".limits", "TokenBucket": ".limits",
+    "RouteResult": ".router", "Router": ".router",
+    "Route": ".routes", "RouteTable": ".routes",
+    "ChatStream": ".stream",
+    "JSONResult": ".structured",
+    "estimate_tokens": ".tokens", "fit_messages": ".tokens",
+    "ToolInvocation": ".tools", "ToolLoopError": ".tools", "ToolRun": ".tools",
+    "run_tools": ".tools", "tool_schema": ".tools",
+}
+#: Public submodules reachable as attributes (``llmroute.presets``).
+_LAZY_MODULES = frozenset({"presets"})
 
 __all__ = [
     "__version__",
     "APIConnectionError", "APIStatusError", "APITimeoutError", "AllModelsFailedError",
     "AuthenticationError", "BadRequestError", "BudgetExceededError", "ConfigError",
     "ContextLengthExceededError", "InternalServerError", "InvalidResponseError", "LLMRouteError",
-    "NotFoundError", "PermissionDeniedError", "RateLimitError", "RateLimitTimeout",
+    "ModelNotFoundError", "NotFoundError", "PermissionDeniedError", "RateLimitError",
+    "RateLimitTimeout",
     "StreamInterruptedError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
     "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
-    "ModelTotals", "RateLimitInfo", "RateLimiter", "Reservation", "RetryPolicy", "TokenBucket",
-    "ToolCall", "Usage", "parse_retry_after",
-    "CooldownPolicy", "LatencyStats", "ModelHealth", "Route", "RouteResult", "RouteTable",
-    "Router", "presets", "ChatStream", "JSONResult", "ToolInvocation", "ToolLoopError",
-    "ToolRun", "run_tools", "tool_schema",
-    "Classification", "Classifier", "TaskType", "classify",
-    "BatchInterrupted", "BatchResult", "ItemResult", "batch",
-    "estimate_tokens", "fit_messages",
-    "Ledger",
-    "estimate_cost",
-    "compare_costs",
-]
+    "ModelTotals", "RetryPolicy", "ToolCall", "Usage", "presets",
+] + sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name's module on first use and cache the name in the package."""
+    if name in _LAZY_MODULES:
+        value: Any = importlib.import_module("." + name, __name__)
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    else:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -15,10 +15,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Dict, Mapping, Optional, Union
 
 __all__ = ["RateLimitInfo", "parse_retry_after", "parse_duration", "parse_rate_limit_headers",
-           "header_value"]
+           "header_value", "MAX_WAIT_HINT_SECONDS", "PROVIDER_PREFIX"]
 
 # A non-negative decimal: "2", "2.5", ".5". Signs, exponents, "inf" and "nan" are garbage here.
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
+# A negative whole number: an over-spent quota count.
+_NEGATIVE_INT = re.compile(r"-\d{1,18}")
 # One "<number><unit>" part of a Go-style duration, as OpenAI sends in x-ratelimit-reset-*.
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|\u00b5s|\u03bcs|ns|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3,
@@ -27,6 +29,11 @@ _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3,
 _MAX_VALUE_CHARS = 64
 
 _RATE_LIMIT_PREFIX = "x-ratelimit-"
+#: LiteLLM forwards an upstream provider's headers under this prefix ("llm_provider-retry-after").
+PROVIDER_PREFIX = "llm_provider-"
+#: A wait hint beyond a day is garbage (a misread timestamp, a unit mix-up), not advice; no
+#: shared pause is set longer than this either.
+MAX_WAIT_HINT_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -103,30 +110,52 @@ def _posix(now: Union[float, datetime, None]) -> float:
     return time.time()
 
 
+#: Every header a gateway may say "wait" in, with the factor that turns its number into seconds.
+#: LiteLLM sends a plain retry-after on its own limits and only llm_provider-retry-after(-ms) on
+#: others (its per-deployment rpm check) and on the upstream answers it forwards.
+_RETRY_AFTER_HEADERS = (("retry-after-ms", 1e-3), ("retry-after", 1.0),
+                        (PROVIDER_PREFIX + "retry-after-ms", 1e-3),
+                        (PROVIDER_PREFIX + "retry-after", 1.0))
+
+
 def parse_retry_after(headers: Optional[Mapping[str, Any]], *,
                       now: Union[float, datetime, None] = None) -> Optional[float]:
-    """Seconds the server asks us to wait, or None: ``retry-after-ms`` first, then ``Retry-After``.
+    """Seconds the server asks us to wait, or None when it gives no usable wait.
 
-    ``Retry-After`` may be delta-seconds or an HTTP date. A date is measured against the
-    response's own ``Date`` header when it has one, so a skewed local clock does not matter;
-    otherwise against ``now`` (POSIX seconds or a datetime; default: the current UTC time). A date
-    already past gives 0.0. Negative, infinite, NaN and unparseable values give None.
+    Reads ``retry-after-ms``, ``Retry-After`` (delta-seconds or an HTTP date) and LiteLLM's
+    ``llm_provider-`` prefixed forms of both; when several are present the longest wait wins. A
+    date is measured against the response's own ``Date`` header when it has one, so a skewed
+    local clock does not matter; otherwise against ``now`` (POSIX seconds or a datetime;
+    default: the current UTC time). A zero wait or a date already past is "no wait given"
+    (None: the caller's normal backoff applies, never a back-to-back retry); a wait beyond
+    MAX_WAIT_HINT_SECONDS, negative, infinite, NaN and unparseable values are garbage (None).
     """
     lowered = _lowered(headers)
-    millis = _non_negative(lowered.get("retry-after-ms"))
-    if millis is not None:
-        return millis / 1000.0
-    value = lowered.get("retry-after")
-    seconds = _non_negative(value)
-    if seconds is not None or value is None:
-        return seconds
+    waits = []
+    for name, unit in _RETRY_AFTER_HEADERS:
+        value = lowered.get(name)
+        if value is None:
+            continue
+        seconds = _non_negative(value)
+        if seconds is not None:
+            seconds *= unit
+        elif unit == 1.0:
+            seconds = _seconds_until(value, lowered, now)
+        if seconds is not None and 0.0 < seconds <= MAX_WAIT_HINT_SECONDS:
+            waits.append(seconds)
+    return max(waits) if waits else None
+
+
+def _seconds_until(value: str, lowered: Dict[str, str],
+                   now: Union[float, datetime, None]) -> Optional[float]:
+    """Seconds from the response's Date (else ``now``) until the HTTP date ``value``, or None."""
     when = _http_date(value)
     if when is None:
         return None
     reference = _http_date(lowered.get("date"))
     if reference is None:
         reference = _posix(now)
-    return max(0.0, when - reference)
+    return when - reference
 
 
 def parse_duration(text: Any) -> Optional[float]:
@@ -150,6 +179,10 @@ def parse_duration(text: Any) -> Optional[float]:
 
 
 def _count(text: Optional[str]) -> Optional[int]:
+    """A count; a negative integer (LiteLLM sends ``remaining-requests: -1`` once over its
+    limit) means nothing is left, so it reads as 0."""
+    if text is not None and _NEGATIVE_INT.fullmatch(text):
+        return 0
     value = _non_negative(text)
     return None if value is None else int(value)
 
@@ -158,14 +191,29 @@ def parse_rate_limit_headers(headers: Optional[Mapping[str, Any]]) -> Optional[R
     """The ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers as a RateLimitInfo,
     or None when the response carries none of them (or none that parses)."""
     lowered = _lowered(headers)
-    if not any(name.startswith(_RATE_LIMIT_PREFIX) for name in lowered):
+    if not any(name.startswith(_RATE_LIMIT_PREFIX)
+               or name.startswith(PROVIDER_PREFIX + _RATE_LIMIT_PREFIX) for name in lowered):
         return None
     info = RateLimitInfo(
-        limit_requests=_count(lowered.get("x-ratelimit-limit-requests")),
-        limit_tokens=_count(lowered.get("x-ratelimit-limit-tokens")),
-        remaining_requests=_count(lowered.get("x-ratelimit-remaining-requests")),
-        remaining_tokens=_count(lowered.get("x-ratelimit-remaining-tokens")),
-        reset_requests=parse_duration(lowered.get("x-ratelimit-reset-requests")),
-        reset_tokens=parse_duration(lowered.get("x-ratelimit-reset-tokens")),
+        limit_requests=_both(lowered, "limit-requests", _count, min),
+        limit_tokens=_both(lowered, "limit-tokens", _count, min),
+        remaining_requests=_both(lowered, "remaining-requests", _count, min),
+        remaining_tokens=_both(lowered, "remaining-tokens", _count, min),
+        reset_requests=_both(lowered, "reset-requests", _reset, max),
+        reset_tokens=_both(lowered, "reset-tokens", _reset, max),
     )
     return None if info == RateLimitInfo() else info
+
+
+def _reset(text: Optional[str]) -> Optional[float]:
+    seconds = parse_duration(text)
+    return seconds if seconds is not None and seconds <= MAX_WAIT_HINT_SECONDS else None
+
+
+def _both(lowered: Dict[str, str], field: str, parse: Any, pick: Any) -> Any:
+    """``x-ratelimit-<field>`` read plain and ``llm_provider-`` prefixed; when both parse, the
+    more cautious one (``pick``: min of counts, max of resets) wins."""
+    values = [v for v in (parse(lowered.get(_RATE_LIMIT_PREFIX + field)),
+                          parse(lowered.get(PROVIDER_PREFIX + _RATE_LIMIT_PREFIX + field)))
+              if v is not None]
+    return pick(values) if values else None

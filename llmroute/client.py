@@ -23,7 +23,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection
 from urllib3.util.retry import Retry
 
-from . import __version__
+from ._version import __version__
 from ._headers import parse_rate_limit_headers, parse_retry_after
 from .catalog import Catalog, default_catalog
 from .costs import CostTracker

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from typing import Any, Callable, Dict, Mapping, Optional, Union
 
+from . import _checks as checks
 from .errors import BudgetExceededError
 
 __all__ = ["ModelTotals", "CostSnapshot", "CostTracker", "Budget", "BudgetHold", "MONEY_UNIT",
@@ -40,13 +41,11 @@ def units_to_usd(units: int) -> Decimal:
 
 def _money(value: Money, what: str) -> Decimal:
     """A non-negative finite Decimal; floats are refused because they are not exact."""
-    if isinstance(value, float):
-        raise ValueError("%s must be a Decimal, int or str, not float (%r): money is exact"
-                         % (what, value))
-    amount = Decimal(value)
-    if not amount.is_finite() or amount < 0:
-        raise ValueError("%s must be a non-negative amount, got %r" % (what, value))
-    return amount
+    return checks.money(what, value)
+
+
+def _count(name: str, value: Any) -> int:
+    return checks.number(name, value, minimum=0, integer=True)
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,10 @@ class CostTracker:
     def add(self, model: str, *, prompt_tokens: int = 0, completion_tokens: int = 0,
             cost_usd: Optional[Decimal] = None) -> None:
         """Record one successful request (``cost_usd`` ``None`` for an unpriced model)."""
+        checks.text("model", model)
+        prompt_tokens = _count("prompt_tokens", prompt_tokens)
+        completion_tokens = _count("completion_tokens", completion_tokens)
+        cost_usd = checks.money("cost_usd", cost_usd, allow_none=True)
         with self._lock:
             totals = self._totals.get(model)
             if totals is None:
@@ -123,6 +126,7 @@ class CostTracker:
 
     def add_error(self, model: str) -> None:
         """Record one request that ended in an error (nothing billed that we know of)."""
+        checks.text("model", model)
         with self._lock:
             totals = self._totals.get(model)
             if totals is None:
@@ -163,10 +167,8 @@ class _LedgerTotal:
     """When and how a ``Budget`` re-reads a ledger's total; a failing ledger is logged once."""
 
     def __init__(self, ledger: Any, refresh_seconds: float, clock: Callable[[], float]) -> None:
-        if isinstance(refresh_seconds, bool) or not isinstance(refresh_seconds, (int, float)) \
-                or not 0 <= refresh_seconds < float("inf"):
-            raise ValueError("refresh_seconds must be a non-negative number, got %r"
-                             % (refresh_seconds,))
+        refresh_seconds = checks.number("refresh_seconds", refresh_seconds, minimum=0)
+        checks.callable_("clock", clock)
         if not callable(getattr(ledger, "spent_usd", None)):
             raise ValueError("ledger must be an llmroute.Ledger, got %r" % (ledger,))
         self.ledger = ledger
@@ -215,6 +217,7 @@ class BudgetHold:
 
     def commit(self, actual_usd: Optional[Decimal]) -> None:
         """Replace the hold by the actual cost (``None``: the worst case is kept)."""
+        actual_usd = checks.money("actual_usd", actual_usd, allow_none=True)
         if not self._done:
             self._done = True
             self._budget._settle(self, self.amount if actual_usd is None else actual_usd)
@@ -245,9 +248,10 @@ class Budget:
                  now: Callable[[], datetime] = _utc_now, ledger: Any = None,
                  refresh_seconds: float = DEFAULT_LEDGER_REFRESH,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if period not in self._PERIODS:
-            raise ValueError("period must be 'day', 'month' or None, got %r" % (period,))
+        if period is not None:
+            checks.choice("period", period, ("day", "month"))
         self.limit_usd = _money(limit_usd, "limit_usd")
+        checks.callable_("now", now)
         self.period = period
         self._now = now
         # Guards _spent, _held and _period_key: the money booked and set aside this period.

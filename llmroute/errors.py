@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 __all__ = [
     "LLMRouteError", "ConfigError", "RateLimitTimeout", "APIConnectionError", "APITimeoutError",
     "APIStatusError", "BadRequestError", "ContextLengthExceededError", "AuthenticationError",
-    "PermissionDeniedError", "NotFoundError", "UnprocessableEntityError", "RateLimitError",
+    "PermissionDeniedError", "NotFoundError", "ModelNotFoundError", "UnprocessableEntityError", "RateLimitError",
     "InternalServerError", "InvalidResponseError", "BudgetExceededError", "AllModelsFailedError",
     "StructuredOutputError", "ToolCallError", "StreamInterruptedError", "status_error",
 ]
@@ -98,6 +98,10 @@ class NotFoundError(APIStatusError):
     """404: unknown model or wrong base URL."""
 
 
+class ModelNotFoundError(NotFoundError):
+    """400 or 404: the gateway does not know the model; ``status_code`` keeps the real status."""
+
+
 class UnprocessableEntityError(APIStatusError):
     """422: the body parsed but a parameter is invalid."""
 
@@ -175,9 +179,26 @@ _CONTEXT_LENGTH_PATTERN = re.compile(
 )
 
 
+# How gateways say "no such model": OpenAI's code and message, LiteLLM's router. Strict, since a
+# 400 that matches is no longer a BadRequestError.
+_MODEL_NOT_FOUND_PATTERN = re.compile(
+    r"model_not_found|invalid model name passed in model\s*=|the model `[^`]{0,200}` does not exist",
+    re.IGNORECASE,
+)
+# On a 404 a looser wording is enough (vLLM, Ollama: 'model "x" not found'): a 404 is a
+# NotFoundError either way.
+_MODEL_404_PATTERN = re.compile(
+    r"\bmodel\b[^\n]{0,200}?\b(?:not found|does not exist|is not available)", re.IGNORECASE)
+
+
 def status_error_class(status: int, body: str = "") -> type:
-    """The exception class for an HTTP status (and, for 400, what the body says)."""
-    if status == 400 and _CONTEXT_LENGTH_PATTERN.search(body or ""):
+    """The exception class for an HTTP status and, for 400 and 404, what the body says."""
+    body = body or ""
+    if status in (400, 404) and _MODEL_NOT_FOUND_PATTERN.search(body):
+        return ModelNotFoundError
+    if status == 404 and _MODEL_404_PATTERN.search(body):
+        return ModelNotFoundError
+    if status == 400 and _CONTEXT_LENGTH_PATTERN.search(body):
         return ContextLengthExceededError
     cls = _STATUS_CLASSES.get(status)
     if cls is not None:

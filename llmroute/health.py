@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Deque, Dict, Iterable, Mapping, Optional, Tuple
 
+from . import _checks as checks
+
 __all__ = ["CooldownPolicy", "ModelHealth", "LatencyStats", "HealthBoard",
            "DEFAULT_LATENCY_WINDOW"]
 
@@ -34,15 +36,9 @@ class CooldownPolicy:
     cooldown: float = 30.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.failures, bool) or not isinstance(self.failures, int) \
-                or self.failures < 1:
-            raise ValueError("failures must be an int >= 1, got %r" % (self.failures,))
+        checks.number("failures", self.failures, minimum=1, integer=True)
         for name in ("window", "cooldown"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    0 < value < math.inf):
-                raise ValueError("%s must be a positive finite number of seconds, got %r"
-                                 % (name, value))
+            checks.number(name, getattr(self, name), above=0)
 
 
 @dataclass(frozen=True)
@@ -97,8 +93,10 @@ class HealthBoard:
     def __init__(self, policy: Optional[CooldownPolicy] = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  latency_window: int = DEFAULT_LATENCY_WINDOW) -> None:
-        if not isinstance(latency_window, int) or latency_window < 1:
-            raise ValueError("latency_window must be a positive int, got %r" % (latency_window,))
+        checks.number("latency_window", latency_window, minimum=1, integer=True)
+        if policy is not None and not isinstance(policy, CooldownPolicy):
+            raise ValueError("policy must be a CooldownPolicy or None, got %r" % (policy,))
+        checks.callable_("clock", clock)
         self.policy = policy if policy is not None else CooldownPolicy()
         self._clock = clock
         self._latency_window = latency_window
@@ -194,6 +192,20 @@ class HealthBoard:
             log.warning("model %s cooling down for %gs after %s (last error: %s)", model,
                         policy.cooldown, "a failed probe" if probe else "%d failures in %gs"
                         % (policy.failures, policy.window), error)
+
+    def missing(self, model: str, error: str, probe: bool = False) -> None:
+        """The gateway does not know ``model`` (ModelNotFoundError): skip it for a cooldown at
+        once; asking again within seconds would only fail the same way."""
+        policy = self.policy
+        with self._lock:
+            state = self._state(model)
+            state.errors += 1
+            state.last_error = error
+            state.probe_in_flight = False
+            state.cooling_until = self._clock() + policy.cooldown
+            state.failures.clear()
+        log.warning("model %s is unknown to the gateway: skipping it for %gs (%s)", model,
+                    policy.cooldown, error)
 
     def finished(self, model: str, probe: bool = False, error: Optional[str] = None) -> None:
         """A call that says nothing about health (400, 401, a budget refusal): give back the

@@ -2,9 +2,10 @@
 
 One routed call: classify → the task's route → per-model params and static filters (feature,
 context window, ``max_cost_usd``) → order by priority → for each candidate: cooldown check,
-``Budget`` hold, ``Client.chat``; a failure that another model may not share (5xx, timeout,
-404, 429 past the cap, a bad body) moves on, one that every model would share (400, 401, 403,
-422) is raised at once. A model that is skipped is never sent a request. The router is shared
+``Budget`` hold, ``Client.chat``; a failure that another model may not share (5xx, a
+connection error or timeout, 404, an unknown model on 400 or 404, 429 past the cap, a bad 2xx
+body) moves on, one that every model would share (other 400s, 401, 403, 422) is raised at once.
+A failure after the request was sent may have been billed, so its hold is kept at the worst case. A model that is skipped is never sent a request. The router is shared
 by threads: routes are immutable, health has its own lock, no lock spans a request.
 """
 from __future__ import annotations
@@ -17,12 +18,13 @@ from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _candidates as cand
+from . import _checks as checks
 from .client import Client
 from .costs import Budget, BudgetHold
 from .errors import (AllModelsFailedError, APIConnectionError, APIStatusError,
                      BudgetExceededError, ContextLengthExceededError, InternalServerError,
-                     InvalidResponseError, NotFoundError, RateLimitError, RateLimitTimeout,
-                     ToolCallError)
+                     InvalidResponseError, ModelNotFoundError, NotFoundError, RateLimitError,
+                     RateLimitTimeout, ToolCallError)
 from .health import CooldownPolicy, HealthBoard, LatencyStats, ModelHealth
 from .results import ChatResult
 from .routes import TASKS, RoutesSpec, RouteTable, load_routes
@@ -39,6 +41,8 @@ _UNHEALTHY = (InternalServerError, APIConnectionError, NotFoundError, RateLimitE
               InvalidResponseError)
 #: Statuses without a class of their own that another model may well not share.
 _FALLBACK_STATUSES = frozenset({408, 409})
+#: Disposition of a model the gateway does not know: fall back and cool it down at once.
+_MISSING = "missing"
 #: Cues shown in a reason line: enough to see why, short enough for one log line.
 _REASON_CUES = 3
 
@@ -75,32 +79,15 @@ def _as_messages(prompt: Prompt) -> List[Mapping[str, Any]]:
 
 
 def _check_priority(priority: Any) -> str:
-    if priority not in cand.PRIORITIES:
-        raise ValueError("priority must be one of %s, got %r"
-                         % (", ".join(cand.PRIORITIES), priority))
-    return priority
+    return checks.choice("priority", priority, cand.PRIORITIES)
 
 
 def _check_cap(value: Any) -> Optional[Decimal]:
-    if value is None:
-        return None
-    if isinstance(value, (bool, float)):
-        raise ValueError("max_cost_usd must be a Decimal, int or str (money is exact), got %r"
-                         % (value,))
-    try:
-        cap = Decimal(value)
-    except ArithmeticError:
-        raise ValueError("max_cost_usd must be a number, got %r" % (value,)) from None
-    if not cap.is_finite() or cap < 0:
-        raise ValueError("max_cost_usd must be a non-negative amount, got %r" % (value,))
-    return cap
+    return checks.money("max_cost_usd", value, allow_none=True)
 
 
 def _check_deadline(deadline: Any) -> Optional[float]:
-    if deadline is not None and (isinstance(deadline, bool) or not isinstance(
-            deadline, (int, float)) or not 0 < deadline < float("inf")):
-        raise ValueError("deadline must be a positive number of seconds, got %r" % (deadline,))
-    return deadline
+    return checks.number("deadline", deadline, above=0, allow_none=True)
 
 
 def _task_name(task: Any) -> str:
@@ -111,7 +98,7 @@ def _task_name(task: Any) -> str:
 
 
 def _as_task_type(name: str) -> Any:
-    from .classify import TaskType
+    from .classification import TaskType
     return TaskType(name)
 
 
@@ -125,9 +112,23 @@ def _short(error: BaseException) -> str:
     return "%s %s" % (name, status) if isinstance(error, APIStatusError) else name
 
 
+def _maybe_billed(error: BaseException) -> bool:
+    """Whether a failed call may still have been billed: a 2xx arrived (a bad body, bad tool
+    arguments) or the request reached the server before the connection failed. The transport
+    sets ``request_sent`` on connection errors; without it, assume it was sent."""
+    if isinstance(error, (InvalidResponseError, ToolCallError)):
+        return True
+    if isinstance(error, APIConnectionError):
+        return bool(getattr(error, "request_sent", True))
+    return False
+
+
 def _disposition(error: BaseException) -> Optional[str]:
     """How a failure moves on: "unhealthy" (counts toward a cooldown), "context_fit" (try a
-    larger window), "fallback" (try the next model), or ``None``: raise it, every model would."""
+    larger window), "missing" (the gateway does not know the model: skip it for a cooldown),
+    "fallback" (try the next model), or ``None``: raise it, every model would."""
+    if isinstance(error, ModelNotFoundError):
+        return _MISSING
     if isinstance(error, ContextLengthExceededError):
         return cand.CONTEXT_FIT
     if isinstance(error, _UNHEALTHY):
@@ -149,6 +150,17 @@ class Router:
                  budget: Optional[Budget] = None,
                  cooldown: Optional[CooldownPolicy] = CooldownPolicy(),
                  classifier: Any = None, clock: Optional[Callable[[], float]] = None) -> None:
+        if not isinstance(client, Client):
+            raise ValueError("client must be an llmroute.Client, got %r" % (client,))
+        if budget is not None and not isinstance(budget, Budget):
+            raise ValueError("budget must be a Budget or None, got %r" % (budget,))
+        if cooldown is not None and not isinstance(cooldown, CooldownPolicy):
+            raise ValueError("cooldown must be a CooldownPolicy or None, got %r" % (cooldown,))
+        if classifier is not None and not (callable(classifier)
+                                           or callable(getattr(classifier, "classify", None))):
+            raise ValueError("classifier must be callable or have a classify() method, got %r"
+                             % (classifier,))
+        checks.callable_("clock", clock, allow_none=True)
         self.client = client
         self.routes: RouteTable = load_routes(routes)
         self.priority = _check_priority(priority)
@@ -193,7 +205,7 @@ class Router:
     def _classify(self, messages: Messages, tools: Any) -> Any:
         classifier = self._classifier
         if classifier is None:
-            from .classify import classify as classifier
+            from .classification import classify as classifier
         elif hasattr(classifier, "classify"):
             classifier = classifier.classify
         return classifier(None, tools=tools, messages=messages)
@@ -297,11 +309,13 @@ class Router:
         except BaseException as err:
             disposition = _disposition(err)
             if hold is not None:
-                if isinstance(err, ToolCallError):
-                    hold.commit(None)  # the answer arrived and was billed; its cost is unknown
+                if _maybe_billed(err):
+                    hold.commit(None)  # perhaps billed, at an unknown cost: keep the worst case
                 else:
                     hold.release()
-            if disposition == "unhealthy":
+            if disposition == _MISSING:
+                self._health.missing(model, _describe(err), probe)
+            elif disposition == "unhealthy":
                 self._health.failed(model, _describe(err), probe)
             else:
                 self._health.finished(model, probe, _describe(err))

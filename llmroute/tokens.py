@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, List, Mapping, Sequence, Union
 
+from . import _checks as checks
+
 __all__ = ["estimate_tokens", "fit_messages", "MESSAGE_OVERHEAD_TOKENS"]
 
 #: Tokens a chat message costs beyond its text (role marker and separators), as OpenAI documents.
@@ -50,20 +52,43 @@ def _content_text(content: Any) -> str:
 
 def _message_tokens(message: Mapping[str, Any]) -> int:
     tokens = MESSAGE_OVERHEAD_TOKENS + _text_tokens(_content_text(message.get("content")))
-    for call in message.get("tool_calls") or ():
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, (list, tuple)) else ():
         function = call.get("function", {}) if isinstance(call, Mapping) else {}
         tokens += _text_tokens(str(function.get("name", ""))) + _text_tokens(
             str(function.get("arguments", "")))
     return tokens
 
 
+class _NotMessagesError(ValueError, TypeError):
+    """Not a str or a list of message dicts. A ValueError, as every bad argument is; also a
+    TypeError because callers written before this check caught that."""
+
+
+def _checked_messages(value: Any, name: str) -> Sequence[Mapping[str, Any]]:
+    """``value`` as a list or tuple of message dicts, else ValueError naming ``name``."""
+    if not isinstance(value, (list, tuple)):
+        raise _NotMessagesError("%s must be a str or a list of message dicts, got %s"
+                         % (name, type(value).__name__))
+    for index, message in enumerate(value):
+        if not isinstance(message, Mapping):
+            raise _NotMessagesError("%s[%d] must be a message dict like {'role': 'user', 'content': "
+                             "'...'}, got %s" % (name, index, type(message).__name__))
+    return value
+
+
 def estimate_tokens(text_or_messages: Union[str, Messages, None]) -> int:
-    """Estimate the prompt tokens of a string or a list of chat messages (never negative)."""
+    """Estimate the prompt tokens of a string, or of a list (or tuple) of chat message dicts.
+
+    A string is counted as bare text; a list counts each message's content, tool calls and
+    framing. ``None`` is 0. Anything else (bytes, a list of strings) raises ValueError.
+    """
     if text_or_messages is None:
         return 0
     if isinstance(text_or_messages, str):
         return _text_tokens(text_or_messages)
-    return REQUEST_OVERHEAD_TOKENS + sum(_message_tokens(m) for m in text_or_messages)
+    messages = _checked_messages(text_or_messages, "text_or_messages")
+    return REQUEST_OVERHEAD_TOKENS + sum(_message_tokens(m) for m in messages)
 
 
 def fit_messages(messages: Messages, *, context_window: int, max_tokens: int,
@@ -74,8 +99,12 @@ def fit_messages(messages: Messages, *, context_window: int, max_tokens: int,
     System messages and the last message are always kept; raises ``ValueError`` when even
     those do not fit, since no trimming can help then.
     """
-    if context_window <= 0 or max_tokens < 0 or not 0 <= margin < 1:
-        raise ValueError("context_window must be > 0, max_tokens >= 0 and 0 <= margin < 1")
+    messages = _checked_messages(messages, "messages")
+    context_window = checks.number("context_window", context_window, minimum=1, integer=True)
+    max_tokens = checks.number("max_tokens", max_tokens, minimum=0, integer=True)
+    margin = checks.number("margin", margin, minimum=0)
+    if margin >= 1:
+        raise ValueError("margin must be < 1 (a share of the window), got %r" % (margin,))
     budget = int(context_window * (1 - margin)) - max_tokens
     kept = list(messages)
     droppable = [i for i, m in enumerate(kept[:-1]) if m.get("role") != "system"]

@@ -15,12 +15,11 @@ from types import SimpleNamespace
 import pytest
 
 from llmroute import Client
-from llmroute.batch import BatchInterrupted, BatchResult, ItemResult, batch
+from llmroute.batching import BatchInterrupted, BatchResult, ItemResult, batch
 from llmroute.limits import RateLimiter
 from llmroute.progress import ProgressLine, Tally
 
-# `llmroute.batch` is the function (exported by the package); the module is looked up here.
-batch_module = sys.modules["llmroute.batch"]
+import llmroute.batching as batch_module
 from llmroute.router import Router
 
 WAIT = 5.0  # seconds any event wait may take before the test fails instead of hanging

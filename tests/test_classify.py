@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from llmroute.classify import (DEFAULT_LONG_CONTEXT_TOKENS, Classification, Classifier,
+from llmroute.classification import (DEFAULT_LONG_CONTEXT_TOKENS, Classification, Classifier,
                                TaskType, classify)
 
 # Prompts written for these tests (not taken from the dev set), as people type them:
@@ -443,7 +443,7 @@ def test_a_missing_keywords_file_raises_value_error(tmp_path):
 # -- loading, threads, speed -----------------------------------------------------------------
 
 def test_import_reads_no_tables_until_the_first_classification():
-    code = ("import sys, llmroute; c = sys.modules['llmroute.classify']; "
+    code = ("import sys, llmroute; import llmroute.classification.classifier as c; "
             "assert c._DEFAULT is None; c.classify('hi'); assert c._DEFAULT is not None; "
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

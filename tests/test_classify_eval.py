@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import llmroute
-from llmroute.classify import TaskType, classify
-from llmroute.evaluate import evaluate, load_jsonl
+from llmroute.classification import TaskType, classify
+from llmroute.classification.evaluate import evaluate, load_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "prompts-dev.jsonl"

@@ -129,7 +129,8 @@ def test_bad_call_arguments_raise_value_error(client, model, messages):
     (400, {"error": {"message": "bad temperature"}}, llmroute.BadRequestError),
     (401, {"error": {"message": "Invalid API key provided"}}, llmroute.AuthenticationError),
     (403, {"error": {"message": "no"}}, llmroute.PermissionDeniedError),
-    (404, {"error": {"message": "model not found"}}, llmroute.NotFoundError),
+    (404, {"error": {"message": "model not found"}}, llmroute.ModelNotFoundError),
+    (404, {"error": {"message": "Not Found"}}, llmroute.NotFoundError),
     (422, {"error": {"message": "bad"}}, llmroute.UnprocessableEntityError),
 ])
 @responses.activate

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llmroute.classify import Classifier
-from llmroute.evaluate import Item, evaluate, format_report, load_jsonl
+from llmroute.classification import Classifier
+from llmroute.classification.evaluate import Item, evaluate, format_report, load_jsonl
 
 DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts-dev.jsonl"
 BASELINE = Path(__file__).resolve().parent / "bench" / "baseline_classifier.py"

@@ -391,7 +391,7 @@ def test_observe_429_in_key_scope_pauses_every_model(clock):
 
 @pytest.mark.parametrize("headers", [
     {"Retry-After": "2"}, {"RETRY-AFTER": "2"}, CaseInsensitiveDict({"retry-after": "2"}),
-    {"retry-after-ms": "2000", "retry-after": "30"},
+    {"retry-after-ms": "2000", "retry-after": "1"},  # the longest wins
 ])
 def test_observe_reads_headers_in_any_case(clock, headers):
     limiter = limiter_with(clock)
@@ -482,8 +482,8 @@ def test_remaining_tokens_zero_holds_the_next_reserve_until_the_reset(clock):
     assert clock.sleeps == [1.0] and reservation.waited == 1.0
 
 
-def test_remaining_requests_lowers_the_rpm_level_but_never_raises_it(clock):
-    limiter = limiter_with(clock, rpm=600)
+def test_remaining_requests_in_key_scope_lowers_the_key_rpm_level_but_never_raises_it(clock):
+    limiter = limiter_with(clock, rpm=600, headers_scope="key")
     limiter.observe("m", 200, {"X-RateLimit-Remaining-Requests": "42",
                                "X-RateLimit-Reset-Requests": "6s"})
     assert limiter.requests_bucket.level == 42
@@ -492,8 +492,8 @@ def test_remaining_requests_lowers_the_rpm_level_but_never_raises_it(clock):
     assert limiter.pause_remaining("m") == 0.0
 
 
-def test_remaining_tokens_lowers_the_tpm_level(clock):
-    limiter = limiter_with(clock, tpm=10000)
+def test_remaining_tokens_in_key_scope_lowers_the_key_tpm_level(clock):
+    limiter = limiter_with(clock, tpm=10000, headers_scope="key")
     limiter.observe("m", 200, {"x-ratelimit-remaining-tokens": "2500"})
     assert limiter.tokens_bucket.level == 2500
 
@@ -566,4 +566,145 @@ def test_limiter_repr_is_fit_for_a_log_line(clock):
     limiter.pause(2, model="gpt-4o")
     assert repr(limiter) == (
         "RateLimiter(rpm=600, tpm=100000, max_concurrent=4, in_flight=0, pause_scope='model', "
-        "requests_left=600.0, tokens_left=100000.0, paused={'gpt-4o': 2.0})")
+        "headers_scope='model', requests_left=600.0, tokens_left=100000.0, paused={'gpt-4o': 2.0})")
+
+
+# -- per-model quotas: model_limits, headers_scope, the 24-hour cap ----------------------------
+
+def test_per_model_remaining_zero_holds_back_only_that_model(clock):
+    limiter = limiter_with(clock, rpm=600)
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-requests": "0",
+                                     "x-ratelimit-reset-requests": "20s"})
+    assert limiter.pause_remaining("gpt-4.1") == 20.0
+    assert limiter.pause_remaining("claude") == 0.0
+    assert limiter.reserve(1, model="claude").waited == 0.0
+    assert limiter.requests_bucket.level == 599  # the key-wide bucket was not lowered to 0
+
+
+def test_per_model_remaining_zero_holds_only_that_model_even_in_key_pause_scope(clock):
+    limiter = limiter_with(clock, pause_scope="key")
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-tokens": "0",
+                                     "x-ratelimit-reset-tokens": "3s"})
+    assert limiter.pause_remaining("gpt-4.1") == 3.0
+    assert limiter.pause_remaining("claude") == 0.0
+
+
+def test_per_model_remaining_lowers_only_that_models_configured_bucket(clock):
+    limiter = limiter_with(clock, rpm=600, tpm=100000,
+                           model_limits={"gpt-4.1": {"rpm": 60, "tpm": 90000}})
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-requests": "5",
+                                     "x-ratelimit-remaining-tokens": "1000"})
+    requests, tokens = limiter.model_buckets("gpt-4.1")
+    assert (requests.level, tokens.level) == (5, 1000)
+    assert limiter.requests_bucket.level == 600 and limiter.tokens_bucket.level == 100000
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-requests": "50"})
+    assert requests.level == 5  # never raised
+
+
+def test_remaining_headers_of_an_unconfigured_model_leave_the_key_buckets_alone(clock):
+    limiter = limiter_with(clock, rpm=600, tpm=10000)
+    limiter.observe("m", 200, {"x-ratelimit-remaining-requests": "1",
+                               "x-ratelimit-remaining-tokens": "5"})
+    assert limiter.requests_bucket.level == 600 and limiter.tokens_bucket.level == 10000
+
+
+def test_headers_scope_key_reads_remaining_as_the_whole_keys_quota(clock):
+    limiter = limiter_with(clock, tpm=10000, headers_scope="key")
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-tokens": "0",
+                                     "x-ratelimit-reset-tokens": "2s"})
+    assert limiter.pause_remaining("claude") == 2.0
+    assert limiter.tokens_bucket.level == 0
+
+
+def test_remaining_without_a_model_is_read_key_wide(clock):
+    limiter = limiter_with(clock, rpm=600)
+    limiter.observe(None, 200, {"x-ratelimit-remaining-requests": "7"})
+    assert limiter.requests_bucket.level == 7
+
+
+@pytest.mark.parametrize("prefix", ["", "llm_provider-", "LLM_PROVIDER-"])
+def test_remaining_headers_are_read_with_and_without_the_litellm_prefix(clock, prefix):
+    limiter = limiter_with(clock, model_limits={"m": {"rpm": 600}})
+    limiter.observe("m", 200, {prefix + "x-ratelimit-remaining-requests": "0",
+                               prefix + "x-ratelimit-reset-requests": "4s"})
+    assert limiter.pause_remaining("m") == 4.0
+    assert limiter.model_buckets("m")[0].level == 0
+
+
+def test_configured_key_wide_rpm_stays_shared_by_every_model(clock):
+    limiter = limiter_with(clock, rpm=2, burst_seconds=60)  # 2 requests, then 30 s apart
+    limiter.reserve(1, model="a")
+    limiter.reserve(1, model="b")
+    assert limiter.reserve(1, model="c").waited == pytest.approx(30.0)
+
+
+def test_model_limits_hold_back_that_model_on_top_of_the_key_limits(clock):
+    limiter = limiter_with(clock, rpm=600, model_limits={"gpt-4.1": {"rpm": 1}})
+    assert limiter.reserve(1, model="gpt-4.1").waited == 0.0
+    assert limiter.reserve(1, model="gpt-4.1").waited == pytest.approx(60.0)
+    assert limiter.reserve(1, model="other").waited == 0.0
+
+
+def test_model_tpm_settles_and_refunds_with_the_key_tpm(clock):
+    limiter = limiter_with(clock, tpm=10000, model_limits={"m": {"tpm": 1000}})
+    reservation = limiter.reserve(600, model="m")
+    tokens = limiter.model_buckets("m")[1]
+    assert (limiter.tokens_bucket.level, tokens.level) == (9400, 400)
+    reservation.settle(100)
+    assert (limiter.tokens_bucket.level, tokens.level) == (9900, 900)
+    with pytest.raises(ValueError, match=r"model_limits\['m'\] tpm=1000"):
+        limiter.reserve(2000, model="m")
+
+
+def test_model_limits_are_reported_as_configured(clock):
+    limiter = limiter_with(clock, model_limits={"gpt-4.1": {"rpm": 60, "tpm": 90000},
+                                                "mini": {"tpm": 5000}})
+    assert limiter.model_limits == {"gpt-4.1": {"rpm": 60.0, "tpm": 90000.0},
+                                    "mini": {"tpm": 5000.0}}
+    assert limiter.model_buckets("unknown") == (None, None)
+
+
+@pytest.mark.parametrize("model_limits", [
+    ["gpt-4.1"], {"gpt-4.1": 60}, {"gpt-4.1": {"rpd": 5}}, {"gpt-4.1": {"rpm": 0}},
+    {"gpt-4.1": {"rpm": True}}, {"gpt-4.1": {"tpm": "90000"}}, {"": {"rpm": 1}},
+    {7: {"rpm": 1}}, {"m": {"rpm": float("nan")}},
+])
+def test_bad_model_limits_are_refused_naming_the_argument(model_limits):
+    with pytest.raises(ValueError, match="model_limits"):
+        RateLimiter(model_limits=model_limits)
+
+
+def test_headers_scope_must_be_model_or_key():
+    with pytest.raises(ValueError, match="headers_scope"):
+        RateLimiter(headers_scope="global")
+
+
+@pytest.mark.parametrize("headers", [
+    {"Retry-After": "200000"},  # beyond 24 h: garbage, ignored
+])
+def test_a_retry_after_beyond_a_day_sets_no_pause(clock, headers):
+    limiter = limiter_with(clock)
+    assert limiter.observe("m", 429, headers) == 0.0
+    assert limiter.pause_remaining("m") == 0.0
+
+
+def test_a_shared_pause_is_never_longer_than_24_hours(clock):
+    limiter = limiter_with(clock)
+    limiter.pause(10 ** 7, model="m")
+    assert limiter.pause_remaining("m") == 24 * 3600.0
+    limiter.observe("m", 200, {"x-ratelimit-remaining-requests": "0",
+                               "x-ratelimit-reset-requests": "100h"})
+    assert limiter.pause_remaining("m") == 24 * 3600.0
+
+
+@pytest.mark.parametrize("headers, pause", [
+    ({"llm_provider-retry-after": "60"}, 60.0),  # LiteLLM's per-deployment rpm check
+    ({"llm_provider-retry-after-ms": "1500"}, 1.5),
+    ({"retry-after": "2", "llm_provider-retry-after": "9"}, 9.0),
+    ({"Retry-After": "0"}, 0.0),
+    ({"retry-after-ms": "0", "llm_provider-retry-after": "0"}, 0.0),
+])
+def test_observe_pauses_for_the_longest_wait_of_every_gateway_dialect(clock, headers, pause):
+    limiter = limiter_with(clock)
+    assert limiter.observe("m", 429, headers) == pause
+    assert limiter.pause_remaining("m") == pause

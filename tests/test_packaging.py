@@ -23,7 +23,9 @@ def test_runtime_dependencies_are_requests_and_urllib3_only():
     config.read(ROOT / "setup.cfg")
     assert _requirement_names(config["options"]["install_requires"]) == {"requests", "urllib3"}
     assert _requirement_names(config["options.extras_require"]["test"]) == {"pytest",
-                                                                             "responses"}
+                                                                             "responses",
+                                                                             "psycopg"}
+    assert _requirement_names(config["options.extras_require"]["postgres"]) == {"psycopg"}
 
 
 def test_installed_metadata_requires_only_requests_and_urllib3():

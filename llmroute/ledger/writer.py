@@ -21,6 +21,7 @@ import weakref
 from collections import deque
 from typing import Any, Callable, List, Optional
 
+from .. import _checks as checks
 from .rows import LedgerRow, to_record
 
 __all__ = ["RowWriter", "DEFAULT_FLUSH_INTERVAL", "DEFAULT_MAX_PENDING", "DEFAULT_PUT_TIMEOUT"]
@@ -86,15 +87,12 @@ class RowWriter:
                  put_timeout: float = DEFAULT_PUT_TIMEOUT,
                  batch_size: int = DEFAULT_BATCH_SIZE, write_tries: int = _WRITE_TRIES,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        for name, value in (("flush_interval", flush_interval), ("put_timeout", put_timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    0 < value < float("inf")):
-                raise ValueError("%s must be a positive number of seconds, got %r"
-                                 % (name, value))
-        for name, value in (("max_pending", max_pending), ("batch_size", batch_size),
-                            ("write_tries", write_tries)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError("%s must be a positive int, got %r" % (name, value))
+        flush_interval = checks.number("flush_interval", flush_interval, above=0)
+        put_timeout = checks.number("put_timeout", put_timeout, above=0)
+        max_pending = checks.number("max_pending", max_pending, minimum=1, integer=True)
+        batch_size = checks.number("batch_size", batch_size, minimum=1, integer=True)
+        write_tries = checks.number("write_tries", write_tries, minimum=1, integer=True)
+        checks.callable_("sleep", sleep)
         self._store = store
         self._flush_interval = float(flush_interval)
         self._max_pending = max_pending

@@ -34,7 +34,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("usage: python tests/bench/baseline_classifier.py FILE.jsonl", file=sys.stderr)
         return 2
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root
-    from llmroute.evaluate import evaluate, format_report, load_jsonl
+    from llmroute.classification.evaluate import evaluate, format_report, load_jsonl
 
     try:
         items = load_jsonl(args[0])

@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baseline_classifier import baseline_classify  # noqa: E402
-from llmroute.classify import Classifier  # noqa: E402
-from llmroute.evaluate import evaluate, load_jsonl  # noqa: E402
+from llmroute.classification import Classifier  # noqa: E402
+from llmroute.classification.evaluate import evaluate, load_jsonl  # noqa: E402
 
 DEFAULT_FILE = ROOT.parent / "shared" / "data" / "prompts-dev.jsonl"
 REPEATS = 5          # best of this many passes

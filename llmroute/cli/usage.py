@@ -18,7 +18,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def add_usage_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``usage`` subcommand; its ``func`` default is ``run_usage``."""
-    from .ledger.reports import GROUPINGS
+    from ..ledger.reports import GROUPINGS
 
     parser = subparsers.add_parser(
         "usage", help="what was spent, per model, task, day or tag, from a ledger",
@@ -51,11 +51,11 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def run_usage(args: argparse.Namespace) -> int:
-    from .ledger import Ledger, LedgerError
-    from .ledger.chart import can_encode_blocks, render_spend_chart, use_colour
-    from .ledger.core import to_us
-    from .ledger.html import render_html
-    from .ledger.reports import daily_spend, format_table, to_csv, to_json, usage_report
+    from ..ledger import Ledger, LedgerError
+    from ..ledger.chart import can_encode_blocks, render_spend_chart, use_colour
+    from ..ledger.core import to_us
+    from ..ledger.html import render_html
+    from ..ledger.reports import daily_spend, format_table, to_csv, to_json, usage_report
 
     target = args.ledger or os.environ.get("LLMROUTE_LEDGER")
     if not target:

@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Union
 
-from . import _fake_replies as _wire
+from . import _server as _wire
 
 __all__ = ["FakeGateway", "Reply", "RecordedRequest", "main"]
 

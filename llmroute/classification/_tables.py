@@ -30,7 +30,7 @@ TEXT_LABELS = ("code", "math", "summarization", "creative_writing", "extraction"
 #: ASCII word characters: what may not touch a Latin cue on either side.
 WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
-_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "keywords")
+_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keywords")
 _LANGUAGE_FILES = ("en.json", "ko.json", "zh.json", "ja.json")
 _STRUCTURAL_FILE = "structural.json"
 _SCRIPTS = ("latin", "cjk")

@@ -19,7 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
 
-from .tokens import estimate_tokens
+from ..tokens import estimate_tokens
 
 logger = logging.getLogger(__name__)
 

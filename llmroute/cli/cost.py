@@ -19,7 +19,7 @@ _CENT = Decimal("0.01")
 
 def _tokens() -> Any:
     def parse(text: str) -> int:
-        from .pricing_calc import parse_token_count
+        from ..pricing_calc import parse_token_count
         try:
             return parse_token_count(text, "value")
         except ValueError as err:
@@ -77,7 +77,7 @@ def _per_month(amount: Optional[Decimal], months: int) -> Optional[Decimal]:
 
 
 def run_cost(args: argparse.Namespace) -> int:
-    from .pricing_calc import MONTHS_PER, compare_costs, estimate_cost
+    from ..pricing_calc import MONTHS_PER, compare_costs, estimate_cost
 
     if args.from_ledger:
         if args.input_tokens is not None or args.output_tokens is not None:
@@ -177,7 +177,7 @@ def _as_json(workload: str, chosen: Any, everyone: Sequence[Any], months: int,
 def _ledger_mix(args: argparse.Namespace) -> Any:
     """(prompt, completion, cached, period text, recorded spend) of a ledger period, or an
     exit code."""
-    from .ledger import Ledger, LedgerError
+    from ..ledger import Ledger, LedgerError
     try:
         Ledger.time_filter(args.since, args.until)
         ledger = Ledger(args.from_ledger, create=False)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ._keywords import (TEXT_LABELS, WORD_CHARS, Table, Tables, load_tables, search,
+from ._tables import (TEXT_LABELS, WORD_CHARS, Table, Tables, load_tables, search,
                         structural_cues)
-from .tokens import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, estimate_tokens
+from ..tokens import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, estimate_tokens
 
 __all__ = ["TaskType", "Classification", "Classifier", "classify",
            "DEFAULT_LONG_CONTEXT_TOKENS"]

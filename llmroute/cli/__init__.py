@@ -49,11 +49,11 @@ def _build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_demo_parser(subparsers)
     _add_classify_parser(subparsers)
-    from .batch_cli import add_batch_parser
+    from .batch import add_batch_parser
     add_batch_parser(subparsers)
-    from .usage_cli import add_usage_parser
+    from .usage import add_usage_parser
     add_usage_parser(subparsers)
-    from .cost_cli import add_cost_parser
+    from .cost import add_cost_parser
     add_cost_parser(subparsers)
     return parser
 
@@ -102,8 +102,8 @@ def _add_classify_parser(subparsers: Any) -> None:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    from .classify import DEFAULT_LONG_CONTEXT_TOKENS, Classifier
-    from .evaluate import evaluate, format_report, load_jsonl
+    from ..classification import DEFAULT_LONG_CONTEXT_TOKENS, Classifier
+    from ..classification.evaluate import evaluate, format_report, load_jsonl
 
     if args.eval and args.text is not None:
         return _fail("give either a prompt or --eval FILE, not both")

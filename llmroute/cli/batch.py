@@ -1,0 +1,342 @@
+"""``llmroute batch INPUT.jsonl -o OUTPUT.jsonl``: the command's options, wiring and exit codes.
+
+Exit codes: 0 every item succeeded, 1 some failed (or were invalid lines), 2 bad usage (no
+input, bad options, no API key, an OUTPUT that may not be touched), 130 after Ctrl-C. The API
+key comes from the environment only, so it never shows in ``ps``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any, List, Mapping, Optional, Sequence, TextIO
+
+from . import jsonl as jb
+from ..batching import BatchInterrupted
+from ..client import DEFAULT_MAX_OUTPUT_TOKENS, Client
+from ..costs import Budget, CostTracker
+from ..errors import BudgetExceededError, ConfigError
+from ..tokens import estimate_tokens
+
+__all__ = ["add_batch_parser", "run_batch", "format_summary", "main"]
+
+log = logging.getLogger(__name__)
+
+_KEY_VARIABLES = ("LLMROUTE_API_KEY", "OPENAI_API_KEY")
+_URL_VARIABLES = ("LLMROUTE_BASE_URL", "OPENAI_BASE_URL")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A problem with how the command was called: reported in one line, exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text)
+    return value
+
+
+def _money(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError("expected an amount in USD, got %r" % text) from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError("expected a non-negative amount in USD, got %r" % text)
+    return value
+
+
+def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``batch`` subcommand; its ``func`` default is ``run_batch``."""
+    parser = subparsers.add_parser(
+        "batch", help="run a JSONL file of prompts, resumably",
+        description="Run every line of INPUT.jsonl ({\"id\": ..., \"prompt\": ...} or "
+                    "{\"id\": ..., \"messages\": [...]}, optional model, task, priority and "
+                    "OpenAI parameters) and append one JSON line per id to OUTPUT as each "
+                    "finishes. Without a model the router picks one. The API key is read from "
+                    "LLMROUTE_API_KEY (or OPENAI_API_KEY) only.")
+    _add_arguments(parser)
+    parser.set_defaults(func=run_batch)
+    return parser
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT.jsonl", help="one JSON object per line")
+    parser.add_argument("-o", "--output", metavar="OUTPUT.jsonl", required=True,
+                        help="results, one JSON line per input id, appended as they finish")
+    parser.add_argument("--workers", type=_positive_int, default=8,
+                        help="calls in flight at once (default %(default)s)")
+    parser.add_argument("--rpm", type=_positive_float, help="client-side requests per minute")
+    parser.add_argument("--tpm", type=_positive_float, help="client-side tokens per minute")
+    parser.add_argument("--max-concurrent", type=_positive_int,
+                        help="cap on requests in flight (below --workers to throttle)")
+    parser.add_argument("--max-cost-usd", type=_money, help="most one request may cost")
+    parser.add_argument("--budget-usd", type=_money,
+                        help="most the whole run may cost (what OUTPUT already cost counts)")
+    parser.add_argument("--priority", choices=jb.ROUTER_PRIORITIES, default="balanced",
+                        help="how the router ranks models (default %(default)s)")
+    parser.add_argument("--base-url", help="gateway URL (default: $LLMROUTE_BASE_URL)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress line on stderr (default: when stderr is a terminal)")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="skip ids already in OUTPUT and finish the rest")
+    again.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT")
+    parser.add_argument("--fsync", action="store_true",
+                        help="fsync OUTPUT after every line (survives a power cut; slower)")
+
+
+class ItemCaller:
+    """Sends one input item: ``client.chat`` for a given model, else ``router.complete``.
+
+    Every request of an item carries the same ``Idempotency-Key``, derived from its id. Items
+    with a model are held to ``max_cost_usd`` and ``budget`` here, as the router does its own.
+    """
+
+    def __init__(self, client: Client, router: Any = None, *,
+                 max_cost_usd: Optional[Decimal] = None,
+                 budget: Optional[Budget] = None) -> None:
+        self.client = client
+        self.router = router
+        self.max_cost_usd = max_cost_usd
+        self.budget = budget
+
+    def __call__(self, item: jb.Item) -> Any:
+        key = jb.idempotency_key(item.key)
+        if item.model is None:
+            if self.router is None:
+                raise ConfigError("line %d has no model and no router was given; give the "
+                                  "line a model" % item.line)
+            return self.router.complete(item.prompt if item.prompt is not None
+                                        else item.messages, task=item.task,
+                                        priority=item.route_priority, idempotency_key=key,
+                                        **item.params)
+        messages = item.messages or [{"role": "user", "content": item.prompt}]
+        hold = self._hold(item.model, messages, item.params)
+        try:
+            result = self.client.chat(item.model, messages, idempotency_key=key, **item.params)
+        except BaseException:
+            if hold is not None:
+                hold.release()
+            raise
+        if hold is not None:
+            hold.commit(result.cost_usd)
+        return result
+
+    def _hold(self, model: str, messages: List[Mapping[str, Any]],
+              params: Mapping[str, Any]) -> Any:
+        """Check the worst case against the caps before sending; a budget hold or None."""
+        if self.max_cost_usd is None and self.budget is None:
+            return None
+        spec = self.client.catalog.get(model)
+        out = params.get("max_completion_tokens") or params.get("max_tokens") or (
+            spec.max_output_tokens if spec is not None else None) or DEFAULT_MAX_OUTPUT_TOKENS
+        worst = spec.worst_case_cost(estimate_tokens(messages), int(out)) if spec else None
+        cap = self.max_cost_usd
+        if cap is not None and (worst is None or worst > cap):
+            raise BudgetExceededError(
+                "%s may cost up to $%s per request, over --max-cost-usd $%s; nothing was sent"
+                % (model, worst if worst is not None else "? (unpriced)", cap),
+                limit_usd=cap, needed_usd=worst)
+        return self.budget.reserve(worst) if self.budget is not None else None
+
+
+def _env(names: Sequence[str]) -> Optional[str]:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _prepare_output(args: argparse.Namespace) -> jb.OutputState:
+    """Check OUTPUT against --resume/--overwrite; scan and repair it for a resume."""
+    path = args.output
+    if os.path.isdir(path):
+        raise UsageError("OUTPUT %s is a directory" % path)
+    if os.path.abspath(path) == os.path.abspath(args.input):
+        raise UsageError("OUTPUT must not be the INPUT file")
+    if args.resume:
+        try:
+            return jb.scan_output(path)
+        except jb.OutputError as err:
+            raise UsageError(str(err)) from None
+    if os.path.exists(path) and os.path.getsize(path) > 0 and not args.overwrite:
+        raise UsageError("OUTPUT %s exists and is not empty: pass --resume to finish it or "
+                         "--overwrite to replace it" % path)
+    with open(path, "wb"):
+        pass  # create, or empty for --overwrite
+    return jb.OutputState()
+
+
+def _build_router(client: Client, args: argparse.Namespace, budget: Optional[Budget]) -> Any:
+    from ..router import Router
+
+    return Router(client, priority=args.priority, max_cost_usd=args.max_cost_usd,
+                  budget=budget)
+
+
+def run_batch(args: argparse.Namespace, *, client: Optional[Client] = None,
+              stderr: Optional[TextIO] = None) -> int:
+    """Run the ``batch`` command for parsed ``args``; return the exit code.
+
+    ``client`` replaces the one built from the options and environment (for embedding and
+    tests; it is not closed here).
+    """
+    err = stderr if stderr is not None else sys.stderr
+    try:
+        if not os.path.isfile(args.input):
+            raise UsageError("INPUT %s is not a readable file" % args.input)
+        api_key = _env(_KEY_VARIABLES)
+        if client is None:
+            client = _make_client(args, api_key)
+            owned = True
+        else:
+            owned = False
+            api_key = getattr(client, "_api_key", api_key)
+        state = _prepare_output(args)
+    except (UsageError, ConfigError, ValueError, OSError) as problem:
+        print("llmroute batch: error: %s" % problem, file=err)
+        return EXIT_USAGE
+    try:
+        return _run(args, client, state, api_key, err)
+    finally:
+        if owned:
+            client.close()
+
+
+def _make_client(args: argparse.Namespace, api_key: Optional[str]) -> Client:
+    if not api_key:
+        raise UsageError("no API key: set LLMROUTE_API_KEY (or OPENAI_API_KEY) in the "
+                         "environment; it is never taken from the command line")
+    base_url = args.base_url or _env(_URL_VARIABLES)
+    if not base_url:
+        raise UsageError("no gateway: pass --base-url or set LLMROUTE_BASE_URL")
+    limiter = None
+    if args.rpm or args.tpm or args.max_concurrent:
+        from ..limits import RateLimiter
+
+        limiter = RateLimiter(rpm=args.rpm, tpm=args.tpm, max_concurrent=args.max_concurrent)
+    return Client(base_url, api_key, limiter=limiter, tracker=CostTracker(),
+                  pool_maxsize=max(args.workers, 1))
+
+
+def _run(args: argparse.Namespace, client: Client, state: jb.OutputState,
+         api_key: Optional[str], err: TextIO) -> int:
+    budget = None
+    if args.budget_usd is not None:
+        budget = Budget(args.budget_usd)
+        if state.spent_usd:
+            budget.charge(state.spent_usd)  # what OUTPUT already cost counts against it
+    try:
+        router = _build_router(client, args, budget)
+    except ValueError as problem:
+        print("llmroute batch: error: %s" % problem, file=err)
+        return EXIT_USAGE
+    caller = ItemCaller(client, router, max_cost_usd=args.max_cost_usd, budget=budget)
+    progress: Any = args.progress if args.progress is not None else _isatty(err)
+    if progress:
+        progress = err
+    summary = jb.Summary()
+    summary.repaired_bytes = state.repaired_bytes
+    reader = jb.InputReader(args.input, state.done)
+    code = EXIT_OK
+    with jb.OutputWriter(args.output, fsync=args.fsync) as writer:
+        try:
+            jb.run(reader, writer, caller, workers=args.workers, progress=progress,
+                   secrets=(api_key,) if api_key else (), summary=summary)
+        except BatchInterrupted:
+            code = EXIT_INTERRUPTED
+        except OSError as problem:  # e.g. OUTPUT's disk is full: what was written stays
+            print("llmroute batch: error: %s" % problem, file=err)
+            code = EXIT_FAILED
+    summary.skipped = reader.skipped
+    tracker = client.tracker
+    requests = None
+    if tracker is not None:
+        requests = {m: t.requests + t.errors for m, t in tracker.snapshot().by_model.items()}
+    print(format_summary(summary, requests, output=args.output), file=err)
+    if code == EXIT_OK and summary.failed:
+        code = EXIT_FAILED
+    return code
+
+
+def format_summary(summary: jb.Summary, requests_by_model: Optional[Mapping[str, int]] = None,
+                   output: str = "") -> str:
+    """The end-of-run table: items, ok, failed; per model requests, tokens, cost, latency."""
+    lines = ["llmroute batch: %d items: %d ok, %d failed (%d invalid lines); %d skipped as "
+             "already in OUTPUT; %.1fs" % (summary.items, summary.ok, summary.failed,
+                                            summary.invalid, summary.skipped,
+                                            summary.wall_seconds)]
+    if summary.by_model:
+        header = ("model", "ok", "failed", "requests", "tokens", "cost USD", "p50 ms", "p99 ms")
+        rows = [header]
+        for model in sorted(summary.by_model):
+            tally = summary.by_model[model]
+            requests = (requests_by_model or {}).get(model, tally.succeeded + tally.failed)
+            rows.append((model, str(tally.succeeded), str(tally.failed), str(requests),
+                         str(summary.tokens.get(model, 0)),
+                         str(tally.cost) if tally.priced else "-",
+                         _ms(tally.percentile(50)), _ms(tally.percentile(99))))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        for row in rows:
+            lines.append("  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                                          for i, (cell, w) in enumerate(zip(row, widths))))
+    if summary.errors_by_type:
+        lines.append("errors: " + ", ".join("%s %d" % kv for kv in sorted(
+            summary.errors_by_type.items(), key=lambda kv: (-kv[1], kv[0]))))
+    for problem in summary.invalid_lines:
+        lines.append("invalid input " + problem)
+    if summary.invalid > len(summary.invalid_lines):
+        lines.append("... and %d more invalid lines (see OUTPUT)"
+                     % (summary.invalid - len(summary.invalid_lines)))
+    if summary.repaired_bytes:
+        lines.append("repaired OUTPUT: cut a half-written last line (%d bytes)"
+                     % summary.repaired_bytes)
+    if summary.interrupted:
+        lines.append("interrupted: %d items were still running and were not written; run "
+                     "again with --resume to finish" % summary.unfinished)
+    if output:
+        lines.append("results in %s" % output)
+    return "\n".join(lines)
+
+
+def _ms(value: Optional[float]) -> str:
+    return "-" if value is None else "%.1f" % value
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m llmroute.batch_cli``: the batch command on its own (same as ``llmroute
+    batch``)."""
+    parser = argparse.ArgumentParser(prog="llmroute")
+    add_batch_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""``python -m llmroute.testing``: serve a FakeGateway until interrupted."""
+from __future__ import annotations
+
+from .gateway import main
+
+raise SystemExit(main())
