@@ -5,9 +5,9 @@ backend loads when the first ``Ledger`` is created.
 """
 from __future__ import annotations
 
-from .core import Ledger, open_shared
+from .core import Ledger, open_shared, resolve_ledger
 from .rows import STATUS_OK, LedgerRow
 from .schema import SCHEMA_VERSION, LedgerError, LedgerVersionError
 
 __all__ = ["Ledger", "LedgerRow", "LedgerError", "LedgerVersionError", "SCHEMA_VERSION",
-           "STATUS_OK", "open_shared"]
+           "STATUS_OK", "open_shared", "resolve_ledger"]

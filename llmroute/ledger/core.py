@@ -20,7 +20,7 @@ from .schema import TABLE, LedgerError
 from .writer import (DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, DEFAULT_PUT_TIMEOUT, RowWriter,
                      forget_inherited, track_fork)
 
-__all__ = ["Ledger", "open_shared", "to_us", "split_units_sql", "join_units"]
+__all__ = ["Ledger", "open_shared", "resolve_ledger", "to_us", "split_units_sql", "join_units"]
 
 Target = Union[str, "os.PathLike[str]"]
 When = Union[None, str, date, datetime]
@@ -140,7 +140,7 @@ class Ledger:
                              request_id=getattr(error, "request_id", None))
         usage = result.usage
         return LedgerRow(
-            time.time(), result.model or model, STATUS_OK,
+            time.time(), model, STATUS_OK,
             usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
             (usage.cached_tokens or 0) if usage else 0, result.cost_usd,
             getattr(result, "gateway_cost_usd", None),
@@ -285,3 +285,18 @@ def open_shared(target: Target, **options: Any) -> Ledger:
             ledger = _shared[key] = Ledger(target, **options)
         return ledger
 
+
+
+def resolve_ledger(ledger: Any) -> Optional[Ledger]:
+    """What ``Client(ledger=...)`` means: a ``Ledger`` as given, a path or URL as the process's
+    shared ``Ledger`` for it, ``None`` as ``$LLMROUTE_LEDGER`` (read now) or no ledger."""
+    if ledger is None:
+        ledger = os.environ.get("LLMROUTE_LEDGER") or None
+        if ledger is None:
+            return None
+    if isinstance(ledger, Ledger):
+        return ledger
+    if isinstance(ledger, (str, os.PathLike)) and os.fspath(ledger):
+        return open_shared(ledger)
+    raise ValueError("ledger must be an llmroute.Ledger, a file path or a postgresql:// URL, "
+                     "got %r" % (ledger,))
