@@ -28,7 +28,7 @@ from ._headers import parse_rate_limit_headers, parse_retry_after
 from .catalog import Catalog, default_catalog
 from .costs import CostTracker
 from .errors import (APIConnectionError, APIStatusError, APITimeoutError, ConfigError,
-                     InvalidResponseError, ToolCallError, redact, status_error)
+                     InvalidResponseError, LLMRouteError, ToolCallError, redact, status_error)
 from .results import ChatResult, Usage, first_choice, parse_tool_calls, parse_usage
 from .retry import RetryPolicy
 from .tokens import estimate_tokens
@@ -46,7 +46,8 @@ DEFAULT_MAX_OUTPUT_TOKENS = 1024
 #: (connect, read) seconds: connecting is quick or broken; a long answer takes minutes.
 DEFAULT_TIMEOUT = (5.0, 120.0)
 #: Options of ``chat`` that steer the client and are never sent in the request body.
-_CLIENT_OPTIONS = frozenset({"deadline", "timeout", "idempotency_key", "extra_headers"})
+_CLIENT_OPTIONS = frozenset({"deadline", "timeout", "idempotency_key", "extra_headers",
+                             "ledger_tag", "ledger_task", "ledger_routed_via"})
 
 Messages = Sequence[Mapping[str, Any]]
 Timeout = Union[float, Tuple[float, float]]
@@ -105,6 +106,14 @@ class _Exchange:
     started: float
 
 
+def _attach_ledger(ledger: Any) -> Any:
+    """The ``Ledger`` for ``Client(ledger=...)`` or ``$LLMROUTE_LEDGER`` (read once, here)."""
+    if ledger is None and not os.environ.get("LLMROUTE_LEDGER"):
+        return None
+    from .ledger import resolve_ledger  # loaded only when a ledger is configured
+    return resolve_ledger(ledger)
+
+
 class Client:
     """A thread-safe client for ``POST {base_url}/chat/completions`` on one gateway.
 
@@ -116,7 +125,8 @@ class Client:
     def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *,
                  timeout: Timeout = DEFAULT_TIMEOUT, retry: Optional[RetryPolicy] = None,
                  limiter: Any = None, catalog: Optional[Catalog] = None,
-                 tracker: Optional[CostTracker] = None,
+                 tracker: Optional[CostTracker] = None, ledger: Any = None,
+                 ledger_tag: Optional[str] = None,
                  session: Optional[requests.Session] = None, pool_maxsize: int = 32,
                  default_headers: Optional[Mapping[str, str]] = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -142,6 +152,8 @@ class Client:
         self.limiter = limiter
         self.catalog = catalog if catalog is not None else default_catalog()
         self.tracker = tracker
+        self.ledger = _attach_ledger(ledger)
+        self.ledger_tag = ledger_tag
         self._clock = clock
         self._sleep = sleep
         self._url = self.base_url + "/chat/completions"
@@ -206,14 +218,34 @@ class Client:
     # Public calls -------------------------------------------------------------------------------
     def chat(self, model: str, messages: Messages, *, deadline: Optional[float] = None,
              timeout: Optional[Timeout] = None, idempotency_key: Optional[str] = None,
-             extra_headers: Optional[Mapping[str, str]] = None, **params: Any) -> ChatResult:
+             extra_headers: Optional[Mapping[str, str]] = None, ledger_tag: Optional[str] = None,
+             ledger_task: Optional[str] = None, ledger_routed_via: Optional[str] = None,
+             **params: Any) -> ChatResult:
         """Send one chat completion and return its ``ChatResult``.
 
         ``params`` are OpenAI parameters sent as they are (``max_tokens``, ``temperature``,
         ``tools``…). ``deadline`` bounds the whole call in seconds, retries and waits included.
+        The ``ledger_*`` options label the call's ledger row and are never sent.
         Raises an ``APIStatusError`` subclass, ``APIConnectionError``/``APITimeoutError``,
         ``InvalidResponseError``, ``RateLimitTimeout`` or ``ValueError`` for bad arguments.
         """
+        started = self._clock()
+        try:
+            result = self._chat(model, messages, deadline, timeout, idempotency_key,
+                                extra_headers, params)
+        except LLMRouteError as err:
+            if self.ledger is not None and not isinstance(err, ValueError):
+                self.record(model, messages, error=err, started=started, tag=ledger_tag,
+                            task=ledger_task, routed_via=ledger_routed_via)
+            raise
+        if self.ledger is not None:
+            self.record(model, messages, result=result, tag=ledger_tag, task=ledger_task,
+                        routed_via=ledger_routed_via)
+        return result
+
+    def _chat(self, model: str, messages: Messages, deadline: Optional[float],
+              timeout: Optional[Timeout], idempotency_key: Optional[str],
+              extra_headers: Optional[Mapping[str, str]], params: Dict[str, Any]) -> ChatResult:
         payload = self._payload(model, messages, params)
         try:
             exchange = self._send(model, payload, messages, deadline=deadline, timeout=timeout,
@@ -228,6 +260,20 @@ class Client:
             if exchange.reservation is not None:
                 exchange.reservation.release()
 
+    def record(self, model: str, messages: Messages, *, result: Optional[ChatResult] = None,
+               error: Optional[BaseException] = None, started: Optional[float] = None,
+               tag: Optional[str] = None, task: Optional[str] = None,
+               routed_via: Optional[str] = None) -> None:
+        """Write one call's ledger row (for llmroute's own modules: streams); never raises."""
+        ledger = self.ledger
+        if ledger is None:
+            return
+        latency = None if started is None else (self._clock() - started) * 1000.0
+        ledger.record_call(model, result=result, error=error, latency_ms=latency,
+                           attempts=getattr(error, "attempts", None), task=task,
+                           routed_via=routed_via, tag=tag if tag is not None else self.ledger_tag,
+                           messages=messages)
+
     def chat_json(self, model: str, messages: Messages, *,
                   schema: Optional[Mapping[str, Any]] = None, max_repairs: int = 2,
                   **params: Any) -> "JSONResult":
@@ -238,12 +284,22 @@ class Client:
     def stream(self, model: str, messages: Messages, *, deadline: Optional[float] = None,
                timeout: Optional[Timeout] = None, idempotency_key: Optional[str] = None,
                extra_headers: Optional[Mapping[str, str]] = None,
-               **params: Any) -> "ChatStream":
-        """``chat`` as a ``ChatStream`` of text deltas (see ``llmroute.stream``)."""
+               ledger_tag: Optional[str] = None, ledger_task: Optional[str] = None,
+               ledger_routed_via: Optional[str] = None, **params: Any) -> "ChatStream":
+        """``chat`` as a ``ChatStream`` of text deltas (see ``llmroute.stream``); its ledger
+        row is written when the stream ends."""
         from .stream import open_stream
+        on_end = None
+        if self.ledger is not None:
+            started = self._clock()
+
+            def on_end(result: Optional[ChatResult], error: Optional[BaseException]) -> None:
+                self.record(model, messages, result=result, error=error,
+                            started=started if result is None else None, tag=ledger_tag,
+                            task=ledger_task, routed_via=ledger_routed_via)
         return open_stream(self, model, messages, deadline=deadline, timeout=timeout,
                            idempotency_key=idempotency_key, extra_headers=extra_headers,
-                           **params)
+                           on_end=on_end, **params)
 
     # Internals shared with streaming and structured output ----------------------------------
     def _payload(self, model: str, messages: Messages, params: Mapping[str, Any]

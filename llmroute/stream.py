@@ -12,7 +12,7 @@ import http.client
 import json
 import logging
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 import requests
 import urllib3
@@ -118,8 +118,11 @@ class ChatStream:
     """
 
     def __init__(self, client: Any, model: str, messages: Sequence[Mapping[str, Any]],
-                 exchange: Any, *, deadline: Optional[float] = None) -> None:
+                 exchange: Any, *, deadline: Optional[float] = None,
+                 on_end: Optional[Callable[[Optional[ChatResult], Optional[BaseException]],
+                                           None]] = None) -> None:
         self.model = model
+        self._on_end = on_end  # called once with (result, None) or (None, error): the ledger
         self._client = client
         self._messages = messages
         self._response = exchange.response
@@ -210,6 +213,7 @@ class ChatStream:
             log.debug("model=%s stream closed by the caller after %d deltas", self.model,
                       len(self._pieces))
             self._result = self._settle(finished=False, failed=False)
+            self._ended(self._result, None)
 
     def __enter__(self) -> "ChatStream":
         return self
@@ -296,7 +300,9 @@ class ChatStream:
             self._result = self._settle(finished=True, failed=False, latency_ms=latency_ms)
         except ToolCallError as err:  # assembled arguments that are not JSON: kept for result()
             self._error = err
+            self._ended(None, err)
             raise
+        self._ended(self._result, None)
 
     def _fail(self, message: str, cause: Optional[BaseException] = None) -> None:
         self._fail_with(StreamInterruptedError(message, partial_text=self.text), cause)
@@ -306,10 +312,15 @@ class ChatStream:
             self._response.close()
             self._settle(finished=False, failed=True)
             self._error = error
+            self._ended(None, error)
             log.warning("%s (after %d chars)", error, sum(map(len, self._pieces)))
         elif self._state == _CLOSED:
             raise StopIteration  # closed meanwhile (from a callback): nothing more to read
         raise error from cause
+
+    def _ended(self, result: Optional[ChatResult], error: Optional[BaseException]) -> None:
+        if self._on_end is not None:
+            self._on_end(result, error)
 
     def _settle(self, *, finished: bool, failed: bool,
                 latency_ms: Optional[float] = None) -> ChatResult:
@@ -358,11 +369,13 @@ class ChatStream:
         except Exception as err:
             self._error = err
             self._state = _FAILED
+            self._ended(None, err)
             raise
         finally:
             if self._reservation is not None:
                 self._reservation.release()
         self._state = _DONE
+        self._ended(self._result, None)
         self._finish_reason = self._result.finish_reason
         content = self._result.content or ""
         if content:
@@ -375,7 +388,7 @@ def open_stream(client: Any, model: str, messages: Sequence[Mapping[str, Any]], 
                 deadline: Optional[float] = None, timeout: Any = None,
                 idempotency_key: Optional[str] = None,
                 extra_headers: Optional[Mapping[str, str]] = None,
-                **params: Any) -> ChatStream:
+                on_end: Any = None, **params: Any) -> ChatStream:
     """Send a streamed completion and return the open ``ChatStream`` (what ``client.stream`` does).
 
     ``stream_options`` is merged over ``{"include_usage": True}`` (``None`` sends none, for a
@@ -393,12 +406,14 @@ def open_stream(client: Any, model: str, messages: Sequence[Mapping[str, Any]], 
         exchange = client._send(model, payload, messages, deadline=deadline, timeout=timeout,
                                 idempotency_key=idempotency_key, extra_headers=headers,
                                 stream=True)
-    except Exception:
+    except Exception as err:
         if client.tracker is not None:
             client.tracker.add_error(model)
+        if on_end is not None and not isinstance(err, ValueError):
+            on_end(None, err)
         raise
     try:
-        return ChatStream(client, model, messages, exchange, deadline=deadline)
+        return ChatStream(client, model, messages, exchange, deadline=deadline, on_end=on_end)
     except BaseException:
         exchange.response.close()
         if exchange.reservation is not None:

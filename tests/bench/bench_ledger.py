@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from llmroute.catalog import default_catalog  # noqa: E402
 from llmroute.cli import main as cli_main  # noqa: E402
+from llmroute.client import Client  # noqa: E402
 from llmroute.ledger import Ledger, LedgerRow  # noqa: E402
 from llmroute.results import ChatResult, Usage  # noqa: E402
 
@@ -58,7 +59,10 @@ def _thread_cpu(thread: threading.Thread) -> float:
 def bench_record(target: str, calls: int) -> None:
     results = [_result(i) for i in range(1000)]
     ledger = Ledger(target, max_pending=max(calls, 100_000))
-    ledger.record_call("warm", result=results[0])
+    # The record step exactly as Client.chat runs it after a call (no request is sent here).
+    client = Client("http://127.0.0.1:9/v1", "bench-key", ledger=ledger)
+    messages = [{"role": "user", "content": "hi"}]
+    client.record("warm", messages, result=results[0])
     ledger.flush()
     writer = _writer_thread()
     cpu0 = _thread_cpu(writer) if writer else 0.0
@@ -67,8 +71,8 @@ def bench_record(target: str, calls: int) -> None:
     for i in range(calls):
         result = results[i % 1000]
         t0 = perf()
-        ledger.record_call(result.model, result=result, task="code", routed_via="primary",
-                           tag="bench")
+        client.record(result.model, messages, result=result, task="code", routed_via="primary",
+                      tag="bench")
         timings.append(perf() - t0)
     started = perf()
     ledger.flush(timeout=120)
@@ -76,7 +80,7 @@ def bench_record(target: str, calls: int) -> None:
     cpu = (_thread_cpu(writer) - cpu0) if writer else float("nan")
     timings.sort()
     us = [t * 1e6 for t in timings]
-    print("  record step on the call's thread (%d calls): mean %.2f us, p50 %.2f us, "
+    print("  Client.record (the record step) on the call's thread (%d calls): mean %.2f us, p50 %.2f us, "
           "p99 %.2f us, max %.0f us" % (calls, statistics.fmean(us), us[len(us) // 2],
                                         us[int(len(us) * 0.99)], us[-1]))
     print("  writer thread CPU: %.2f us per row (%d rows, %.2f s CPU; drained %.2f s after the "
