@@ -141,3 +141,31 @@ def test_rows_total_equals_the_tracker_across_threads(gw, path):
         ledger.flush()
         assert ledger.count() == 40 and ledger.spent_usd() == tracker.total_cost_usd
         assert ledger.spent_usd() > Decimal(0)
+
+
+def test_the_batch_command_records_every_call_with_ledger(gw, tmp_path, monkeypatch):
+    import argparse
+    import io
+    import json
+
+    from llmroute.cli.batch import add_batch_parser, run_batch
+
+    monkeypatch.setenv("LLMROUTE_API_KEY", KEY)
+    monkeypatch.setenv("LLMROUTE_BASE_URL", gw.base_url)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "model": "gpt-5.4", "prompt": "p%d" % i}) + "\n"
+                              for i in range(5)), encoding="utf-8")
+    ledger_path = str(tmp_path / "batch.db")
+    parser = argparse.ArgumentParser(prog="llmroute")
+    add_batch_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["batch", str(source), "-o", str(output), "--ledger", ledger_path])
+    assert run_batch(args, stderr=io.StringIO()) == 0
+    from llmroute.ledger import open_shared
+    open_shared(ledger_path).flush()
+    assert len(_rows(ledger_path)) == 5
+    bad = tmp_path / "junk.db"
+    bad.write_bytes(b"junk " * 300)
+    args = parser.parse_args(["batch", str(source), "-o", str(tmp_path / "o2.jsonl"),
+                              "--ledger", str(bad)])
+    err = io.StringIO()
+    assert run_batch(args, stderr=err) == 2 and "not a ledger" in err.getvalue()
