@@ -13,20 +13,21 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .catalog import Catalog, ModelSpec
 from .client import Client
-from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
 from .errors import (
     APIConnectionError, APIStatusError, APITimeoutError, AllModelsFailedError,
     AuthenticationError, BadRequestError, BudgetExceededError, ConfigError,
     ContextLengthExceededError, InternalServerError, InvalidResponseError, LLMRouteError,
     ModelNotFoundError, NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
-    StreamInterruptedError, StructuredOutputError, ToolCallError, UnprocessableEntityError,
+    StreamInterruptedError, StreamTimeoutError, StructuredOutputError, ToolCallError,
+    UnprocessableEntityError,
 )
-from .results import ChatResult, ToolCall, Usage
+from .results import Attempt, ChatResult, ToolCall, Usage
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on first use
     from . import presets
     from ._headers import RateLimitInfo, parse_retry_after
+    from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
     from .batching import BatchInterrupted, BatchResult, ItemResult, batch
     from .classification import Classification, Classifier, TaskType, classify
     from .health import CooldownPolicy, LatencyStats, ModelHealth
@@ -47,6 +48,7 @@ _LAZY = {
     "batch": ".batching",
     "Classification": ".classification", "Classifier": ".classification",
     "TaskType": ".classification", "classify": ".classification",
+    "Budget": ".costs", "CostSnapshot": ".costs", "CostTracker": ".costs", "ModelTotals": ".costs",
     "CooldownPolicy": ".health", "LatencyStats": ".health", "ModelHealth": ".health",
     "Ledger": ".ledger",
     "estimate_cost": ".pricing_calc", "compare_costs": ".pricing_calc",
@@ -69,10 +71,10 @@ __all__ = [
     "ContextLengthExceededError", "InternalServerError", "InvalidResponseError", "LLMRouteError",
     "ModelNotFoundError", "NotFoundError", "PermissionDeniedError", "RateLimitError",
     "RateLimitTimeout",
-    "StreamInterruptedError", "StructuredOutputError", "ToolCallError",
+    "StreamInterruptedError", "StreamTimeoutError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
-    "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
-    "ModelTotals", "RetryPolicy", "ToolCall", "Usage", "presets",
+    "Attempt", "Catalog", "ChatResult", "Client", "ModelSpec", "RetryPolicy", "ToolCall", "Usage",
+    "presets",
 ] + sorted(_LAZY)
 
 

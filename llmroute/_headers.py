@@ -14,15 +14,17 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Dict, Mapping, Optional, Union
 
+from ._lazy import LazyPattern
+
 __all__ = ["RateLimitInfo", "parse_retry_after", "parse_duration", "parse_rate_limit_headers",
            "header_value", "MAX_WAIT_HINT_SECONDS", "PROVIDER_PREFIX"]
 
 # A non-negative decimal: "2", "2.5", ".5". Signs, exponents, "inf" and "nan" are garbage here.
-_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
+_NUMBER = LazyPattern(r"(?:\d+(?:\.\d*)?|\.\d+)")
 # A negative whole number: an over-spent quota count.
-_NEGATIVE_INT = re.compile(r"-\d{1,18}")
+_NEGATIVE_INT = LazyPattern(r"-\d{1,18}")
 # One "<number><unit>" part of a Go-style duration, as OpenAI sends in x-ratelimit-reset-*.
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|\u00b5s|\u03bcs|ns|h|m|s)")
+_DURATION_PART = LazyPattern(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|\u00b5s|\u03bcs|ns|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3,
                  "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ns": 1e-9}
 #: Longer header values are not durations or dates; refusing them bounds the parsing work.

@@ -13,7 +13,7 @@ from . import _checks as checks
 from .errors import BudgetExceededError
 
 __all__ = ["ModelTotals", "CostSnapshot", "CostTracker", "Budget", "BudgetHold", "MONEY_UNIT",
-           "usd_to_units", "units_to_usd"]
+           "usd_to_units", "units_to_usd", "parse_usd"]
 
 log = logging.getLogger(__name__)
 
@@ -357,3 +357,15 @@ class Budget:
     def __repr__(self) -> str:
         return "Budget(limit_usd=%s, period=%r, spent_usd=%s)" % (
             self.limit_usd, self.period, self.spent_usd)
+
+
+def parse_usd(text: str) -> Decimal:
+    """A dollar amount written as text (``"0.25"``, from a command line or a file) as an exact
+    ``Decimal``; raises ``ValueError`` unless it is a finite, non-negative number."""
+    if not isinstance(text, str):
+        raise ValueError("an amount in USD must be text, got %r" % (type(text).__name__,))
+    try:
+        Decimal(text.strip())
+    except ArithmeticError:
+        raise ValueError("expected an amount in USD, got %r" % (text[:40],)) from None
+    return _money(text.strip(), "amount in USD")

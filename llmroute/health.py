@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Deque, Dict, Iterable, Mapping, Optional, Tuple
 
+from ._stats import percentile
 from . import _checks as checks
 
 __all__ = ["CooldownPolicy", "ModelHealth", "LatencyStats", "HealthBoard",
@@ -63,13 +63,6 @@ class LatencyStats:
     p95_ms: Optional[float]
     p99_ms: Optional[float]
     errors: int
-
-
-def _percentile(ordered: list, pct: float) -> Optional[float]:
-    if not ordered:
-        return None
-    rank = max(int(math.ceil(pct / 100.0 * len(ordered))), 1)
-    return ordered[rank - 1]
 
 
 class _State:
@@ -223,7 +216,7 @@ class HealthBoard:
         with self._lock:
             samples = {m: list(self._models[m].latencies) if m in self._models else []
                        for m in models}
-        return {m: _percentile(sorted(values), 50) for m, values in samples.items()}
+        return {m: percentile(sorted(values), 50) for m, values in samples.items()}
 
     def health(self, models: Iterable[str] = ()) -> Mapping[str, ModelHealth]:
         """A read-only snapshot for ``models`` plus every model seen so far."""
@@ -255,8 +248,8 @@ class HealthBoard:
         report = {}
         for model, (values, errors) in raw.items():
             values.sort()
-            report[model] = LatencyStats(len(values), _percentile(values, 50),
-                                         _percentile(values, 95), _percentile(values, 99),
+            report[model] = LatencyStats(len(values), percentile(values, 50),
+                                         percentile(values, 95), percentile(values, 99),
                                          errors)
         return MappingProxyType(report)
 

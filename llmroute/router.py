@@ -166,7 +166,7 @@ class Router:
         self.priority = _check_priority(priority)
         self.max_cost_usd = _check_cap(max_cost_usd)
         self.budget = budget
-        self._clock = clock if clock is not None else client._clock
+        self._clock = clock if clock is not None else client.transport.clock
         self._health = HealthBoard(cooldown if cooldown is not None else CooldownPolicy(),
                                    clock=self._clock)
         self._classifier = classifier
@@ -225,6 +225,10 @@ class Router:
             return "function_calling", found, "function_calling (tools given)"
         cues = ", ".join(found.matched[:_REASON_CUES]) or "no cues"
         return name, found, "%s prompt (matched: %s)" % (name, cues)
+
+    def ensure_pool(self, size: int) -> None:
+        """Grow the client's connection pool to ``size`` (``llmroute.batch`` calls this)."""
+        self.client.ensure_pool(size)
 
     def complete(self, prompt_or_messages: Prompt, *, task: Any = None,
                  priority: Optional[str] = None, max_cost_usd: Any = None,

@@ -63,6 +63,23 @@ def gw(gateway):
 
 
 @pytest.fixture
+def serve():
+    """Start misbehaving raw-socket servers (``tests/_servers.py``); all closed after the test."""
+    from _servers import RawServer
+
+    servers = []
+
+    def start(handler):
+        server = RawServer(handler)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
 def postgres_dsn():
     """A fresh, empty PostgreSQL database for one test, dropped afterwards.
 

@@ -1,8 +1,8 @@
 """``llmroute batch INPUT.jsonl -o OUTPUT.jsonl``: the command's options, wiring and exit codes.
 
-Exit codes: 0 every item succeeded, 1 some failed (or were invalid lines), 2 bad usage (no
-input, bad options, no API key, an OUTPUT that may not be touched), 130 after Ctrl-C. The API
-key comes from the environment only, so it never shows in ``ps``.
+Exit codes (``_common``): 0 every item succeeded, 1 some failed (or were invalid lines), 2 bad
+usage (no input, bad options, no API key, an OUTPUT that may not be touched), 130 after Ctrl-C.
+The API key comes from the environment only, so it never shows in ``ps``.
 """
 from __future__ import annotations
 
@@ -10,27 +10,25 @@ import argparse
 import logging
 import os
 import sys
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, List, Mapping, Optional, Sequence, TextIO
 
 from . import jsonl as jb
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, print_error
 from ..batching import BatchInterrupted
 from ..client import DEFAULT_MAX_OUTPUT_TOKENS, Client
-from ..costs import Budget, CostTracker
+from ..costs import Budget, CostTracker, parse_usd
 from ..errors import BudgetExceededError, ConfigError
+from ..progress import is_terminal
 from ..tokens import estimate_tokens
 
-__all__ = ["add_batch_parser", "run_batch", "format_summary", "main"]
+__all__ = ["add_parser", "run", "run_batch", "format_summary", "main", "ItemCaller"]
 
 log = logging.getLogger(__name__)
 
+_COMMAND = "llmroute batch"
 _KEY_VARIABLES = ("LLMROUTE_API_KEY", "OPENAI_API_KEY")
 _URL_VARIABLES = ("LLMROUTE_BASE_URL", "OPENAI_BASE_URL")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(Exception):
-    """A problem with how the command was called: reported in one line, exit code 2."""
 
 
 def _positive_int(text: str) -> int:
@@ -55,16 +53,14 @@ def _positive_float(text: str) -> float:
 
 def _money(text: str) -> Decimal:
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError("expected an amount in USD, got %r" % text) from None
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError("expected a non-negative amount in USD, got %r" % text)
-    return value
+        return parse_usd(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a non-negative amount in USD, got %r"
+                                         % text) from None
 
 
-def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``batch`` subcommand; its ``func`` default is ``run_batch``."""
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Declare ``llmroute batch``; its ``func`` is ``run``."""
     parser = subparsers.add_parser(
         "batch", help="run a JSONL file of prompts, resumably",
         description="Run every line of INPUT.jsonl ({\"id\": ..., \"prompt\": ...} or "
@@ -73,8 +69,12 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "finishes. Without a model the router picks one. The API key is read from "
                     "LLMROUTE_API_KEY (or OPENAI_API_KEY) only.")
     _add_arguments(parser)
-    parser.set_defaults(func=run_batch)
+    parser.set_defaults(func=run)
     return parser
+
+
+#: The name ``llmroute.batch_cli`` had; it goes with that deprecated alias.
+add_batch_parser = add_parser
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -196,33 +196,45 @@ def _build_router(client: Client, args: argparse.Namespace, budget: Optional[Bud
                   budget=budget)
 
 
+def run(args: argparse.Namespace) -> int:
+    """Run ``llmroute batch`` for parsed ``args``; returns the exit code."""
+    return run_batch(args)
+
+
 def run_batch(args: argparse.Namespace, *, client: Optional[Client] = None,
               stderr: Optional[TextIO] = None) -> int:
     """Run the ``batch`` command for parsed ``args``; return the exit code.
 
     ``client`` replaces the one built from the options and environment (for embedding and
-    tests; it is not closed here).
+    tests; it is not closed here). The key the command read from the environment is the one
+    it keeps out of OUTPUT and stderr (a given client keeps its own out of its errors).
     """
     err = stderr if stderr is not None else sys.stderr
+    api_key = _env(_KEY_VARIABLES)
+    owned = client is None
     try:
-        if not os.path.isfile(args.input):
-            raise UsageError("INPUT %s is not a readable file" % args.input)
-        api_key = _env(_KEY_VARIABLES)
+        _check_input(args.input)
         if client is None:
             client = _make_client(args, api_key)
-            owned = True
-        else:
-            owned = False
-            api_key = getattr(client, "_api_key", api_key)
         state = _prepare_output(args)
     except (UsageError, ConfigError, ValueError, OSError) as problem:
-        print("llmroute batch: error: %s" % problem, file=err)
+        print_error(_COMMAND, problem, err)
+        if owned and client is not None:
+            client.close()
         return EXIT_USAGE
     try:
         return _run(args, client, state, api_key, err)
     finally:
         if owned:
             client.close()
+
+
+def _check_input(path: str) -> None:
+    """INPUT must be a file this process can open (OSError/UsageError otherwise)."""
+    if not os.path.isfile(path):
+        raise UsageError("INPUT %s is not a readable file" % path)
+    with open(path, "rb"):
+        pass
 
 
 def _make_client(args: argparse.Namespace, api_key: Optional[str]) -> Client:
@@ -255,25 +267,25 @@ def _run(args: argparse.Namespace, client: Client, state: jb.OutputState,
     try:
         router = _build_router(client, args, budget)
     except ValueError as problem:
-        print("llmroute batch: error: %s" % problem, file=err)
+        print_error(_COMMAND, problem, err)
         return EXIT_USAGE
     caller = ItemCaller(client, router, max_cost_usd=args.max_cost_usd, budget=budget)
-    progress: Any = args.progress if args.progress is not None else _isatty(err)
+    progress: Any = args.progress if args.progress is not None else is_terminal(err)
     if progress:
         progress = err
     summary = jb.Summary()
     summary.repaired_bytes = state.repaired_bytes
     reader = jb.InputReader(args.input, state.done)
     code = EXIT_OK
-    with jb.OutputWriter(args.output, fsync=args.fsync) as writer:
-        try:
+    try:
+        with jb.OutputWriter(args.output, fsync=args.fsync) as writer:
             jb.run(reader, writer, caller, workers=args.workers, progress=progress,
                    secrets=(api_key,) if api_key else (), summary=summary)
-        except BatchInterrupted:
-            code = EXIT_INTERRUPTED
-        except OSError as problem:  # e.g. OUTPUT's disk is full: what was written stays
-            print("llmroute batch: error: %s" % problem, file=err)
-            code = EXIT_FAILED
+    except BatchInterrupted:
+        code = EXIT_INTERRUPTED
+    except OSError as problem:  # e.g. OUTPUT's disk is full: what was written stays
+        print_error(_COMMAND, problem, err)
+        code = EXIT_FAILED
     summary.skipped = reader.skipped
     tracker = client.tracker
     requests = None
@@ -329,20 +341,11 @@ def _ms(value: Optional[float]) -> str:
     return "-" if value is None else "%.1f" % value
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m llmroute.batch_cli``: the batch command on its own (same as ``llmroute
-    batch``)."""
-    parser = argparse.ArgumentParser(prog="llmroute")
-    add_batch_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    """``python -m llmroute.cli.batch``: the batch command on its own (``llmroute batch``)."""
+    from . import main as cli_main
+
+    return cli_main(["batch", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from decimal import Decimal
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["add_cost_parser", "run_cost"]
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_error
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["add_parser", "run"]
+
 _CENT = Decimal("0.01")
 
 
@@ -27,8 +27,8 @@ def _tokens() -> Any:
     return parse
 
 
-def add_cost_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``cost`` subcommand; its ``func`` default is ``run_cost``."""
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``cost`` subcommand; its ``func`` default is ``run``."""
     parser = subparsers.add_parser(
         "cost", help="what a workload costs at the catalog price vs the list price",
         description="The cost of a token workload at the catalog (gateway) price and at the "
@@ -51,12 +51,12 @@ def add_cost_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--until", metavar="DATE",
                         help="with --from-ledger: first day excluded (UTC)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(func=run_cost)
+    parser.set_defaults(func=run)
     return parser
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print("llmroute cost: error: %s" % message, file=sys.stderr)
+def _fail(message: object, code: int = EXIT_USAGE) -> int:
+    print_error("llmroute cost", message)
     return code
 
 
@@ -76,7 +76,7 @@ def _per_month(amount: Optional[Decimal], months: int) -> Optional[Decimal]:
     return None if amount is None else amount / months
 
 
-def run_cost(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..pricing_calc import MONTHS_PER, compare_costs, estimate_cost
 
     if args.from_ledger:

@@ -11,13 +11,14 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_usage_parser", "run_usage"]
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_error
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["add_parser", "run"]
 
 
-def add_usage_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``usage`` subcommand; its ``func`` default is ``run_usage``."""
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``usage`` subcommand; its ``func`` default is ``run``."""
     from ..ledger.reports import GROUPINGS
 
     parser = subparsers.add_parser(
@@ -41,16 +42,16 @@ def add_usage_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="also write a self-contained HTML page with charts and totals")
     parser.add_argument("--prune-before", metavar="DATE",
                         help="delete the rows older than DATE (UTC) and report how many went")
-    parser.set_defaults(func=run_usage)
+    parser.set_defaults(func=run)
     return parser
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print("llmroute usage: error: %s" % message, file=sys.stderr)
+def _fail(message: object, code: int = EXIT_USAGE) -> int:
+    print_error("llmroute usage", message)
     return code
 
 
-def run_usage(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..ledger import Ledger, LedgerError
     from ..ledger.chart import can_encode_blocks, render_spend_chart, use_colour
     from ..ledger.core import to_us

@@ -1,0 +1,47 @@
+"""llmroute.cli: one module per command (add_parser + run), one source for exit codes, the
+usage error and the one-line error printer."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+
+import pytest
+
+import llmroute.cli as cli
+from llmroute.cli import _common
+
+
+def test_every_command_module_declares_its_parser_and_its_runner():
+    parser = cli.build_parser()
+    help_text = parser.format_help()
+    for name in cli.COMMANDS:
+        module = importlib.import_module("llmroute.cli." + name)
+        assert callable(module.add_parser) and callable(module.run), name
+        assert name in help_text
+        subparsers = argparse.ArgumentParser().add_subparsers()
+        declared = module.add_parser(subparsers)
+        assert declared.get_default("func") is module.run
+
+
+def test_exit_codes_and_the_usage_error_have_one_source():
+    from llmroute.cli import batch
+
+    assert (cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_INTERRUPTED) == (0, 1, 2, 130)
+    assert cli.EXIT_USAGE is _common.EXIT_USAGE
+    assert batch.UsageError is _common.UsageError
+    for name in ("EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"):
+        assert getattr(batch, name) is getattr(_common, name)
+
+
+def test_print_error_writes_one_line_even_for_a_message_of_several():
+    stream = io.StringIO()
+    _common.print_error("llmroute batch", ValueError("first\nsecond  line"), stream)
+    assert stream.getvalue() == "llmroute batch: error: first second line\n"
+
+
+@pytest.mark.parametrize("argv", [["nope"], ["batch"], ["demo", "--batch-size", "x"]])
+def test_bad_usage_returns_2_with_a_pointer_to_help(argv, capsys):
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "llmroute --help" in err and "Traceback" not in err
