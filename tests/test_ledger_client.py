@@ -169,3 +169,36 @@ def test_the_batch_command_records_every_call_with_ledger(gw, tmp_path, monkeypa
                               "--ledger", str(bad)])
     err = io.StringIO()
     assert run_batch(args, stderr=err) == 2 and "not a ledger" in err.getvalue()
+
+
+def test_the_gateways_own_cost_is_stored_when_it_reports_one(gw, path):
+    gw.script("gpt-5.4", Reply(headers={"x-litellm-response-cost": "0.000731"}))
+    with Ledger(path) as ledger:
+        with _client(gw, ledger=ledger) as client:
+            result = client.chat("gpt-5.4", MESSAGES)
+    (row,) = _rows(path)
+    assert result.gateway_cost_usd == Decimal("0.000731")
+    assert units_to_usd(row["gateway_cost_units"]) == Decimal("0.000731")
+
+
+def test_a_stream_cut_midway_writes_one_error_row(gw, path):
+    gw.script("gpt-5.4", Reply(stream_chunks=["a", "b", "c"], cut_after=1))
+    with Ledger(path) as ledger:
+        with _client(gw, ledger=ledger) as client:
+            with pytest.raises(llmroute.StreamInterruptedError):
+                with client.stream("gpt-5.4", MESSAGES) as stream:
+                    for _ in stream:
+                        pass
+    (row,) = _rows(path)
+    assert row["status"] == "StreamInterruptedError" and row["latency_ms"] > 0
+
+
+def test_a_stream_closed_early_writes_its_partial_row(gw, path):
+    gw.script("gpt-5.4", Reply(stream_chunks=["a", "b", "c", "d"], chunk_delay=0.01))
+    with Ledger(path) as ledger:
+        with _client(gw, ledger=ledger) as client:
+            with client.stream("gpt-5.4", MESSAGES) as stream:
+                next(iter(stream))
+            partial = stream.result()
+    (row,) = _rows(path)
+    assert row["status"] == "ok" and units_to_usd(row["cost_units"]) == partial.cost_usd
