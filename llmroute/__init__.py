@@ -27,6 +27,7 @@ from .retry import RetryPolicy
 if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on first use
     from . import presets
     from ._headers import RateLimitInfo, parse_retry_after
+    from .backends.redis_bucket import RedisTokenBucket
     from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
     from .batching import BatchInterrupted, BatchResult, ItemResult, batch
     from .classification import Classification, Classifier, TaskType, classify
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on firs
 #: Public names loaded on first use: name -> the module that defines it.
 _LAZY = {
     "RateLimitInfo": "._headers", "parse_retry_after": "._headers",
+    "RedisTokenBucket": ".backends.redis_bucket",
     "BatchInterrupted": ".batching", "BatchResult": ".batching", "ItemResult": ".batching",
     "batch": ".batching",
     "Classification": ".classification", "Classifier": ".classification",

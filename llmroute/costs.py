@@ -234,7 +234,8 @@ class Budget:
 
     ``reserve(worst_case)`` sets money aside before a request is sent and raises
     ``BudgetExceededError`` when spent + held + worst case would pass the limit, so a call that
-    could overspend is never sent.
+    could overspend is never sent. ``backend=`` (a Redis URL or client) with ``namespace=``
+    makes it one budget for every process of the namespace (``backends.redis_budget``).
 
     With ``ledger=``, the money spent is the ledger's total for the period (read at the start
     and again every ``refresh_seconds``) plus this object's spending since, so a cron job
@@ -244,10 +245,20 @@ class Budget:
 
     _PERIODS = (None, "day", "month")
 
+    def __new__(cls, *args: Any, backend: Any = None, **kwargs: Any) -> "Budget":
+        """With ``backend`` (a Redis URL or client) the budget is the fleet-wide
+        ``backends.redis_budget.RedisBudget`` (``namespace=``, ``hold_seconds=``)."""
+        if backend is not None and cls is Budget:
+            from .backends.redis_budget import RedisBudget
+            return super().__new__(RedisBudget)
+        return super().__new__(cls)
+
     def __init__(self, limit_usd: Money, period: Optional[str] = None, *,
                  now: Callable[[], datetime] = _utc_now, ledger: Any = None,
                  refresh_seconds: float = DEFAULT_LEDGER_REFRESH,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, backend: None = None) -> None:
+        if backend is not None:  # __new__ picked this class: a subclass not made for a backend
+            raise ValueError("backend= is not supported by %s" % type(self).__name__)
         if period is not None:
             checks.choice("period", period, ("day", "month"))
         self.limit_usd = _money(limit_usd, "limit_usd")

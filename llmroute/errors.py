@@ -16,6 +16,7 @@ __all__ = [
     "PermissionDeniedError", "NotFoundError", "ModelNotFoundError", "UnprocessableEntityError", "RateLimitError",
     "InternalServerError", "InvalidResponseError", "BudgetExceededError", "AllModelsFailedError",
     "StructuredOutputError", "ToolCallError", "StreamInterruptedError", "StreamTimeoutError",
+    "BackendUnavailableError",
     "status_error",
 ]
 
@@ -148,6 +149,10 @@ class BudgetExceededError(LLMRouteError):
         self.limit_usd = limit_usd
         self.spent_usd = spent_usd
         self.needed_usd = needed_usd
+
+
+class BackendUnavailableError(LLMRouteError):
+    """A shared-state backend (Redis) did not answer and the caller asked to be told so."""
 
 
 class AllModelsFailedError(LLMRouteError):

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Deque, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Mapping, Optional, Tuple
 
 from ._stats import percentile
 from . import _checks as checks
@@ -83,9 +83,19 @@ class _State:
 class HealthBoard:
     """Circuit breakers and latency windows for many models, shared by every thread."""
 
+    def __new__(cls, *args: Any, backend: Any = None, **kwargs: Any) -> "HealthBoard":
+        """With ``backend`` (a Redis URL or client) the board is the fleet-wide
+        ``backends.redis_health.RedisHealthBoard`` (``namespace=``, ``refresh=``)."""
+        if backend is not None and cls is HealthBoard:
+            from .backends.redis_health import RedisHealthBoard
+            return super().__new__(RedisHealthBoard)
+        return super().__new__(cls)
+
     def __init__(self, policy: Optional[CooldownPolicy] = None, *,
                  clock: Callable[[], float] = time.monotonic,
-                 latency_window: int = DEFAULT_LATENCY_WINDOW) -> None:
+                 latency_window: int = DEFAULT_LATENCY_WINDOW, backend: None = None) -> None:
+        if backend is not None:  # __new__ picked this class: a subclass not made for a backend
+            raise ValueError("backend= is not supported by %s" % type(self).__name__)
         checks.number("latency_window", latency_window, minimum=1, integer=True)
         if policy is not None and not isinstance(policy, CooldownPolicy):
             raise ValueError("policy must be a CooldownPolicy or None, got %r" % (policy,))

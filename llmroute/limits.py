@@ -308,14 +308,28 @@ class RateLimiter:
     count pauses only that model until its reset; ``headers_scope="key"`` reads them as the
     quota of the whole key (the key-wide buckets, a pause of every model). No pause is ever set
     longer than MAX_WAIT_HINT_SECONDS (24 hours).
+
+    ``backend="redis://..."`` (or a Redis client) with ``namespace=``, ``lease_seconds=``,
+    ``on_backend_error=`` and ``expected_processes=`` shares all of this with every process of
+    the namespace (see ``llmroute.backends.redis_limiter``).
     """
 
+    def __new__(cls, *args: Any, backend: Any = None, **kwargs: Any) -> "RateLimiter":
+        """With ``backend`` (a Redis URL or client) the limiter is the fleet-wide
+        ``backends.redis_limiter.RedisRateLimiter`` (as ``pathlib.Path`` picks its flavour)."""
+        if backend is not None and cls is RateLimiter:
+            from .backends.redis_limiter import RedisRateLimiter
+            return super().__new__(RedisRateLimiter)
+        return super().__new__(cls)
+
     def __init__(self, rpm: Optional[float] = None, tpm: Optional[float] = None,
-                 max_concurrent: Optional[int] = None, *,
+                 max_concurrent: Optional[int] = None, *, backend: None = None,
                  model_limits: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  burst_seconds: float = DEFAULT_BURST_SECONDS, pause_scope: str = "model",
                  headers_scope: str = "model",
                  clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
+        if backend is not None:  # __new__ picked this class: a subclass not made for a backend
+            raise ValueError("backend= is not supported by %s" % type(self).__name__)
         burst = checks.number("burst_seconds", burst_seconds, above=0)
         self.pause_scope = checks.choice("pause_scope", pause_scope, ("model", "key"))
         self.headers_scope = checks.choice("headers_scope", headers_scope, ("model", "key"))

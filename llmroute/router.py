@@ -143,13 +143,18 @@ def _disposition(error: BaseException) -> Optional[str]:
 
 class Router:
     """Routes each prompt to the model its task calls for, with fallbacks, budgets and
-    cooldowns. Raises ``ValueError`` for bad routes, priority or caps."""
+    cooldowns. Raises ``ValueError`` for bad routes, priority or caps.
+
+    ``health_backend`` (a Redis URL or client) shares the cooldowns with every process of
+    ``namespace``: a model failing for one worker is skipped by all until its probe succeeds.
+    """
 
     def __init__(self, client: Client, *, routes: RoutesSpec = None,
                  priority: str = "balanced", max_cost_usd: Any = None,
                  budget: Optional[Budget] = None,
                  cooldown: Optional[CooldownPolicy] = CooldownPolicy(),
-                 classifier: Any = None, clock: Optional[Callable[[], float]] = None) -> None:
+                 classifier: Any = None, clock: Optional[Callable[[], float]] = None,
+                 health_backend: Any = None, namespace: str = "default") -> None:
         if not isinstance(client, Client):
             raise ValueError("client must be an llmroute.Client, got %r" % (client,))
         if budget is not None and not isinstance(budget, Budget):
@@ -167,8 +172,12 @@ class Router:
         self.max_cost_usd = _check_cap(max_cost_usd)
         self.budget = budget
         self._clock = clock if clock is not None else client.transport.clock
-        self._health = HealthBoard(cooldown if cooldown is not None else CooldownPolicy(),
-                                   clock=self._clock)
+        policy = cooldown if cooldown is not None else CooldownPolicy()
+        if health_backend is None:
+            self._health = HealthBoard(policy, clock=self._clock)
+        else:  # cooldowns shared by every process of the namespace (see backends.redis_health)
+            self._health = HealthBoard(policy, clock=self._clock, backend=health_backend,
+                                       namespace=namespace)
         self._classifier = classifier
 
     @classmethod

@@ -570,3 +570,48 @@ def test_bad_money_options_exit_2_with_one_line_through_the_main_command(tmp_pat
         assert cli_main(["batch", "in.jsonl", "-o", "out.jsonl", "--budget-usd", amount]) == 2
         err = capsys.readouterr().err
         assert "--budget-usd" in err and "Traceback" not in err
+# -- shards and a shared quota ------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["3/3", "-1/2", "1", "a/b", "0/0", "1/-2", "/2"])
+def test_a_bad_shard_exits_2(tmp_path, bad, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse(tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl", "--shard", bad)
+    assert info.value.code == 2
+    assert "I/N" in capsys.readouterr().err
+
+
+def test_shards_split_the_input_once_and_each_resumes_its_own_output(tmp_path, gateway, client):
+    rows = [{"id": i, "prompt": "p%d" % i, "model": "m"} for i in range(30)] + [
+        {"id": "x%d" % i, "prompt": "q", "model": "m"} for i in range(10)]
+    source = write_lines(tmp_path / "in.jsonl", rows)
+    seen = []
+    for i in range(3):
+        out = tmp_path / ("out%d.jsonl" % i)
+        code, err = run(source, "-o", out, "--shard", "%d/3" % i, client=client)
+        assert code == 0 and "shard %d/3" % i in err
+        seen.append([r["id"] for r in read_records(out)])
+        code, _ = run(source, "-o", out, "--shard", "%d/3" % i, "--resume", client=client)
+        assert code == 0 and len(read_records(out)) == len(seen[-1])  # nothing run twice
+    everything = [i for ids in seen for i in ids]
+    assert sorted(map(str, everything)) == sorted(str(r["id"]) for r in rows)
+    assert all(len(ids) >= 5 for ids in seen)  # the hash spreads the ids
+    assert len(gateway.requests) == len(rows)
+    assert jb.shard_of(jb.id_key(7), 3) == jb.shard_of(json.dumps(7), 3)  # the id's JSON text
+
+
+def test_redis_shares_the_quota_budget_and_health_of_the_hosts(tmp_path, env, gateway,
+                                                               redis_url, redis_client):
+    import uuid
+
+    namespace = "batch-" + uuid.uuid4().hex[:8]
+    source = write_lines(tmp_path / "in.jsonl", [
+        {"id": i, "prompt": "p", "model": "gpt-5.4", "max_tokens": 8} for i in range(6)])
+    code, err = run(source, "-o", tmp_path / "out.jsonl", "--shard", "0/1", "--rpm", "6000",
+                    "--max-concurrent", "2", "--budget-usd", "5", "--redis", redis_url,
+                    "--namespace", namespace)
+    assert code == 0, err
+    assert redis_client.keys("llmroute:{%s/budget}:*" % namespace)  # the fleet budget is there
+    from llmroute import Budget
+
+    spent = Budget("5", backend=redis_url, namespace=namespace).spent_usd
+    assert spent > 0

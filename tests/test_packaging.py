@@ -22,10 +22,10 @@ def test_runtime_dependencies_are_requests_and_urllib3_only():
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     assert _requirement_names(config["options"]["install_requires"]) == {"requests", "urllib3"}
-    assert _requirement_names(config["options.extras_require"]["test"]) == {"pytest",
-                                                                             "responses",
-                                                                             "psycopg"}
-    assert _requirement_names(config["options.extras_require"]["postgres"]) == {"psycopg"}
+    extras = config["options.extras_require"]
+    assert _requirement_names(extras["test"]) == {"pytest", "responses", "redis", "psycopg"}
+    assert _requirement_names(extras["redis"]) == {"redis"}
+    assert _requirement_names(extras["postgres"]) == {"psycopg"}
 
 
 def test_installed_metadata_requires_only_requests_and_urllib3():

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from decimal import Decimal
-from typing import Any, List, Mapping, Optional, Sequence, TextIO
+from typing import Any, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from . import jsonl as jb
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, print_error
@@ -59,6 +59,25 @@ def _money(text: str) -> Decimal:
                                          % text) from None
 
 
+def _shard(text: str) -> Tuple[int, int]:
+    """``I/N`` with 0 <= I < N: this host's share of the input."""
+    index, slash, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = -1
+    if not slash or n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError("expected I/N with 0 <= I < N (e.g. 0/3), got %r"
+                                         % text)
+    return i, n
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError("expected a redis://, rediss:// or unix:// URL")
+    return text
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Declare ``llmroute batch``; its ``func`` is ``run``."""
     parser = subparsers.add_parser(
@@ -104,6 +123,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     again.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT")
     parser.add_argument("--fsync", action="store_true",
                         help="fsync OUTPUT after every line (survives a power cut; slower)")
+    parser.add_argument("--shard", type=_shard, metavar="I/N",
+                        help="run only shard I of N (0 <= I < N; by a stable hash of each id), "
+                             "so N hosts split one INPUT, each with its own OUTPUT")
+    parser.add_argument("--redis", type=_redis_url, metavar="URL",
+                        help="share --rpm/--tpm/--max-concurrent, --budget-usd and model "
+                             "cooldowns on this Redis with every host of --namespace")
+    parser.add_argument("--namespace", default="llmroute-batch",
+                        help="the quota shared on --redis (default %(default)s; never the key)")
 
 
 class ItemCaller:
@@ -193,7 +220,7 @@ def _build_router(client: Client, args: argparse.Namespace, budget: Optional[Bud
     from ..router import Router
 
     return Router(client, priority=args.priority, max_cost_usd=args.max_cost_usd,
-                  budget=budget)
+                  budget=budget, health_backend=args.redis, namespace=args.namespace)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -248,7 +275,12 @@ def _make_client(args: argparse.Namespace, api_key: Optional[str]) -> Client:
     if args.rpm or args.tpm or args.max_concurrent:
         from ..limits import RateLimiter
 
-        limiter = RateLimiter(rpm=args.rpm, tpm=args.tpm, max_concurrent=args.max_concurrent)
+        shared = {}
+        if args.redis:  # one quota for every host: each gets 1/N of it if Redis goes away
+            shared = {"backend": args.redis, "namespace": args.namespace,
+                      "expected_processes": args.shard[1] if args.shard else 1}
+        limiter = RateLimiter(rpm=args.rpm, tpm=args.tpm, max_concurrent=args.max_concurrent,
+                              **shared)
     from ..ledger import LedgerError
     try:
         return Client(base_url, api_key, limiter=limiter, tracker=CostTracker(),
@@ -260,7 +292,10 @@ def _make_client(args: argparse.Namespace, api_key: Optional[str]) -> Client:
 def _run(args: argparse.Namespace, client: Client, state: jb.OutputState,
          api_key: Optional[str], err: TextIO) -> int:
     budget = None
-    if args.budget_usd is not None:
+    if args.budget_usd is not None and args.redis:
+        # The fleet's budget on Redis already holds what earlier runs of every host spent.
+        budget = Budget(args.budget_usd, backend=args.redis, namespace=args.namespace)
+    elif args.budget_usd is not None:
         budget = Budget(args.budget_usd)
         if state.spent_usd:
             budget.charge(state.spent_usd)  # what OUTPUT already cost counts against it
@@ -275,7 +310,7 @@ def _run(args: argparse.Namespace, client: Client, state: jb.OutputState,
         progress = err
     summary = jb.Summary()
     summary.repaired_bytes = state.repaired_bytes
-    reader = jb.InputReader(args.input, state.done)
+    reader = jb.InputReader(args.input, state.done, shard=args.shard)
     code = EXIT_OK
     try:
         with jb.OutputWriter(args.output, fsync=args.fsync) as writer:
@@ -292,6 +327,9 @@ def _run(args: argparse.Namespace, client: Client, state: jb.OutputState,
     if tracker is not None:
         requests = {m: t.requests + t.errors for m, t in tracker.snapshot().by_model.items()}
     print(format_summary(summary, requests, output=args.output), file=err)
+    if args.shard is not None:
+        print("shard %d/%d: %d lines of INPUT belong to the other shards"
+              % (args.shard[0], args.shard[1], reader.other_shards), file=err)
     if code == EXIT_OK and summary.failed:
         code = EXIT_FAILED
     return code

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..batching import BatchInterrupted, ItemResult, batch
 from ..progress import Tally
@@ -23,6 +23,7 @@ from .output import (BOM, InvalidInputLine, OutputError, OutputState, OutputWrit
 
 __all__ = ["InvalidInputLine", "Item", "OutputState", "OutputWriter", "InputReader",
            "Summary", "idempotency_key", "id_key", "parse_line", "scan_output", "run",
+           "shard_of",
            "result_record", "error_record", "encode_record", "outcome_line", "loads_strict",
            "UnwritableRecord", "OutputError", "ROUTER_PRIORITIES"]
 
@@ -194,17 +195,28 @@ def _priority_problem(priority: Any) -> Optional[str]:
         ", ".join(ROUTER_PRIORITIES))
 
 
+def shard_of(key: str, count: int) -> int:
+    """The shard (0 <= shard < count) of an item key: a stable hash of the id's JSON text, the
+    same on every host and Python run (unlike ``hash()``)."""
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
 class InputReader:
     """Iterates the usable and the invalid items of INPUT lazily, skipping ``done`` keys.
 
     Duplicate ids are reported (keyed by their line) after the first; ``skipped`` counts the
-    lines resume left out, ``lines`` the lines read so far.
+    lines resume left out, ``lines`` the lines read so far. ``shard=(i, n)`` yields only the
+    items whose key is in shard ``i`` of ``n`` (``other_shards`` counts the rest).
     """
 
-    def __init__(self, path: str, done: Optional[Set[str]] = None) -> None:
+    def __init__(self, path: str, done: Optional[Set[str]] = None,
+                 shard: Optional[Tuple[int, int]] = None) -> None:
         self.path = path
         self.done = done if done is not None else set()
+        self.shard = shard
         self.skipped = 0
+        self.other_shards = 0
         self.lines = 0
 
     def __iter__(self) -> Iterator[Item]:
@@ -225,6 +237,9 @@ class InputReader:
                     if seen != number:
                         item = _invalid(number, "duplicate id %s (first on line %d)"
                                         % (id_key(item.id)[:60], seen))
+                if self.shard is not None and shard_of(item.key, self.shard[1]) != self.shard[0]:
+                    self.other_shards += 1
+                    continue
                 if item.key in self.done or (item.problem is not None
                                              and "line:%d" % number in self.done):
                     self.skipped += 1
