@@ -122,3 +122,22 @@ def test_overshoot_is_at_most_one_worst_case_per_other_process(tmp_path):
     for led in ledgers:
         led.close()
     assert limit < spent <= limit + (processes - 1) * worst  # 12: over by 2, within the bound
+
+
+def test_with_redis_the_ledger_seeds_the_fleet_total_once_per_period(ledger, redis_url,
+                                                                     namespace):
+    from llmroute.backends.redis_budget import RedisBudget
+
+    now = _at(2026, 11, 21, 9)
+    ledger.record(LedgerRow(_epoch(2026, 11, 2), "m", cost_usd=Decimal("7.25")))  # before Redis
+    ledger.record(LedgerRow(_epoch(2026, 10, 30), "m", cost_usd=Decimal("99")))   # last month
+    ledger.flush()
+    first = Budget("10", period="month", backend=redis_url, namespace=namespace,
+                   ledger=ledger, now=lambda: now)
+    second = Budget("10", period="month", backend=redis_url, namespace=namespace,
+                    ledger=ledger, now=lambda: now)  # another process: must not seed again
+    assert isinstance(first, RedisBudget)
+    assert first.spent_usd == second.spent_usd == Decimal("7.25")
+    first.reserve(Decimal("2")).commit(Decimal("2"))
+    with pytest.raises(BudgetExceededError):
+        second.reserve(Decimal("1"))
