@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on firs
     from .batching import BatchInterrupted, BatchResult, ItemResult, batch
     from .classification import Classification, Classifier, TaskType, classify
     from .health import CooldownPolicy, LatencyStats, ModelHealth
+    from .ledger import Ledger
+    from .pricing_calc import compare_costs, estimate_cost
     from .limits import RateLimiter, Reservation, TokenBucket
     from .router import RouteResult, Router
     from .routes import Route, RouteTable
@@ -50,6 +52,8 @@ _LAZY = {
     "TaskType": ".classification", "classify": ".classification",
     "Budget": ".costs", "CostSnapshot": ".costs", "CostTracker": ".costs", "ModelTotals": ".costs",
     "CooldownPolicy": ".health", "LatencyStats": ".health", "ModelHealth": ".health",
+    "Ledger": ".ledger",
+    "estimate_cost": ".pricing_calc", "compare_costs": ".pricing_calc",
     "RateLimiter": ".limits", "Reservation": ".limits", "TokenBucket": ".limits",
     "RouteResult": ".router", "Router": ".router",
     "Route": ".routes", "RouteTable": ".routes",

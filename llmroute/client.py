@@ -46,7 +46,8 @@ DEFAULT_MAX_OUTPUT_TOKENS = 1024
 #: (connect, read) seconds: connecting is quick or broken; a long answer takes minutes.
 DEFAULT_TIMEOUT = (5.0, 120.0)
 #: Options of ``chat`` that steer the client and are never sent in the request body.
-_CLIENT_OPTIONS = frozenset({"deadline", "timeout", "idempotency_key", "extra_headers"})
+_CLIENT_OPTIONS = frozenset({"deadline", "timeout", "idempotency_key", "extra_headers",
+                             "ledger_tag", "ledger_task", "ledger_routed_via"})
 
 Messages = Sequence[Mapping[str, Any]]
 Timeout = Union[float, Tuple[float, float]]
@@ -120,6 +121,14 @@ def _split_credentials(base_url: str) -> Tuple[str, str, Tuple[str, ...]]:
     return sent, shown, secrets
 
 
+def _attach_ledger(ledger: Any) -> Any:
+    """The ``Ledger`` for ``Client(ledger=...)`` or ``$LLMROUTE_LEDGER`` (read once, here)."""
+    if ledger is None and not os.environ.get("LLMROUTE_LEDGER"):
+        return None
+    from .ledger import resolve_ledger  # loaded only when a ledger is configured
+    return resolve_ledger(ledger)
+
+
 class Client:
     """A thread-safe client for ``POST {base_url}/chat/completions`` on one gateway.
 
@@ -131,7 +140,8 @@ class Client:
     def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *,
                  timeout: Timeout = DEFAULT_TIMEOUT, retry: Optional[RetryPolicy] = None,
                  limiter: Any = None, catalog: Optional[Catalog] = None,
-                 tracker: Optional[CostTracker] = None,
+                 tracker: Optional[CostTracker] = None, ledger: Any = None,
+                 ledger_tag: Optional[str] = None,
                  session: Optional[requests.Session] = None, pool_maxsize: int = 32,
                  default_headers: Optional[Mapping[str, str]] = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -168,6 +178,9 @@ class Client:
         self.limiter = limiter
         self.catalog = catalog if catalog is not None else default_catalog()
         self.tracker = tracker
+        #: The usage ledger every call is recorded in (``ledger=`` or ``$LLMROUTE_LEDGER``).
+        self.ledger = _attach_ledger(ledger)
+        self.ledger_tag = ledger_tag
         self._clock = clock
         self._url = sent_url.rstrip("/") + "/chat/completions"
         self._owns_session = session is None
@@ -240,15 +253,54 @@ class Client:
     # Public calls -------------------------------------------------------------------------------
     def chat(self, model: str, messages: Messages, *, deadline: Optional[float] = None,
              timeout: Optional[Timeout] = None, idempotency_key: Optional[str] = None,
-             extra_headers: Optional[Mapping[str, str]] = None, **params: Any) -> ChatResult:
+             extra_headers: Optional[Mapping[str, str]] = None, ledger_tag: Optional[str] = None,
+             ledger_task: Optional[str] = None, ledger_routed_via: Optional[str] = None,
+             **params: Any) -> ChatResult:
         """Send one chat completion and return its ``ChatResult``.
 
         ``params`` are OpenAI parameters sent as they are (``max_tokens``, ``temperature``,
         ``tools``…; NaN or infinity in them is a ``ValueError``). ``deadline`` bounds the whole
-        call in seconds, retries, waits and the arrival of the body included. Raises an
+        call in seconds, retries, waits and the arrival of the body included. The ``ledger_*``
+        options label the call's ledger row and are never sent. Raises an
         ``APIStatusError`` subclass, ``APIConnectionError``/``APITimeoutError``,
         ``InvalidResponseError``, ``RateLimitTimeout`` or ``ValueError`` for bad arguments.
         """
+        if self.ledger is None:
+            return self._chat(model, messages, deadline, timeout, idempotency_key,
+                              extra_headers, params)
+        started = self._clock()
+        try:
+            result = self._chat(model, messages, deadline, timeout, idempotency_key,
+                                extra_headers, params)
+        except LLMRouteError as err:
+            if not isinstance(err, ValueError):
+                self.record(model, messages, error=err, started=started, tag=ledger_tag,
+                            task=ledger_task, routed_via=ledger_routed_via)
+            raise
+        self.record(model, messages, result=result, tag=ledger_tag, task=ledger_task,
+                    routed_via=ledger_routed_via)
+        return result
+
+    def record(self, model: str, messages: Messages, *, result: Optional[ChatResult] = None,
+               error: Optional[BaseException] = None, started: Optional[float] = None,
+               tag: Optional[str] = None, task: Optional[str] = None,
+               routed_via: Optional[str] = None) -> None:
+        """Write one call's ledger row (used by streams too); never raises.
+
+        ``started`` (this client's clock) gives a failed call its latency.
+        """
+        ledger = self.ledger
+        if ledger is None:
+            return
+        latency = None if started is None else (self._clock() - started) * 1000.0
+        ledger.record_call(model, result=result, error=error, latency_ms=latency,
+                           attempts=len(getattr(error, "attempt_log", ()) or ()) or None,
+                           task=task, routed_via=routed_via,
+                           tag=tag if tag is not None else self.ledger_tag, messages=messages)
+
+    def _chat(self, model: str, messages: Messages, deadline: Optional[float],
+              timeout: Optional[Timeout], idempotency_key: Optional[str],
+              extra_headers: Optional[Mapping[str, str]], params: Any) -> ChatResult:
         payload = build_payload(model, messages, params)
         exchange = self.exchange(model, messages, payload, deadline=deadline, timeout=timeout,
                                  idempotency_key=idempotency_key, extra_headers=extra_headers)
@@ -269,12 +321,22 @@ class Client:
     def stream(self, model: str, messages: Messages, *, deadline: Optional[float] = None,
                timeout: Optional[Timeout] = None, idempotency_key: Optional[str] = None,
                extra_headers: Optional[Mapping[str, str]] = None,
-               **params: Any) -> "ChatStream":
-        """``chat`` as a ``ChatStream`` of text deltas (see ``llmroute.stream``)."""
+               ledger_tag: Optional[str] = None, ledger_task: Optional[str] = None,
+               ledger_routed_via: Optional[str] = None, **params: Any) -> "ChatStream":
+        """``chat`` as a ``ChatStream`` of text deltas (see ``llmroute.stream``); its ledger
+        row is written when the stream ends."""
         from .stream import open_stream
+        on_end = None
+        if self.ledger is not None:
+            started = self._clock()
+
+            def on_end(result: Optional[ChatResult], error: Optional[BaseException]) -> None:
+                self.record(model, messages, result=result, error=error,
+                            started=None if result is not None else started, tag=ledger_tag,
+                            task=ledger_task, routed_via=ledger_routed_via)
         return open_stream(self, model, messages, deadline=deadline, timeout=timeout,
                            idempotency_key=idempotency_key, extra_headers=extra_headers,
-                           **params)
+                           on_end=on_end, **params)
 
     def exchange(self, model: str, messages: Messages, payload: Mapping[str, Any], *,
                  deadline: Optional[float] = None, timeout: Optional[Timeout] = None,

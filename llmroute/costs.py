@@ -1,7 +1,9 @@
 """Running cost totals and budgets, in exact ``Decimal`` money, safe to share across threads."""
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
@@ -12,6 +14,8 @@ from .errors import BudgetExceededError
 
 __all__ = ["ModelTotals", "CostSnapshot", "CostTracker", "Budget", "BudgetHold", "MONEY_UNIT",
            "usd_to_units", "units_to_usd", "parse_usd"]
+
+log = logging.getLogger(__name__)
 
 Money = Union[Decimal, int, str]
 _ZERO = Decimal(0)
@@ -155,6 +159,51 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: Seconds between re-reads of a ledger's period total by a ``Budget`` (each is one SUM query).
+DEFAULT_LEDGER_REFRESH = 30.0
+
+
+class _LedgerTotal:
+    """When and how a ``Budget`` re-reads a ledger's total; a failing ledger is logged once."""
+
+    def __init__(self, ledger: Any, refresh_seconds: float, clock: Callable[[], float]) -> None:
+        refresh_seconds = checks.number("refresh_seconds", refresh_seconds, minimum=0)
+        checks.callable_("clock", clock)
+        if not callable(getattr(ledger, "spent_usd", None)):
+            raise ValueError("ledger must be an llmroute.Ledger, got %r" % (ledger,))
+        self.ledger = ledger
+        self.refresh_seconds = float(refresh_seconds)
+        self.clock = clock
+        # Guards _next and _warned: when the next read is due, whether a failure was logged.
+        self._lock = threading.Lock()
+        self._next = float("-inf")
+        self._warned = False
+
+    def due(self) -> bool:
+        with self._lock:
+            return self.clock() >= self._next
+
+    def due_now(self) -> None:
+        with self._lock:
+            self._next = float("-inf")
+
+    def read(self, since: Optional[datetime]) -> Optional[Decimal]:
+        """The ledger's total since ``since`` (own rows flushed first), or None on failure."""
+        with self._lock:
+            self._next = self.clock() + self.refresh_seconds
+        try:
+            self.ledger.flush(timeout=1.0)
+            return self.ledger.spent_usd(since=since)
+        except Exception as err:  # noqa: BLE001 - a dead ledger degrades to local totals
+            with self._lock:
+                first, self._warned = not self._warned, True
+            if first:
+                log.warning("budget: cannot read the ledger's total (%s); using this "
+                            "process's own totals until it answers (logged once)",
+                            type(err).__name__)
+            return None
+
+
 class BudgetHold:
     """Money set aside for one call; ``commit(actual)`` books the real cost, ``release()`` none."""
 
@@ -187,6 +236,11 @@ class Budget:
     ``BudgetExceededError`` when spent + held + worst case would pass the limit, so a call that
     could overspend is never sent. ``backend=`` (a Redis URL or client) with ``namespace=``
     makes it one budget for every process of the namespace (``backends.redis_budget``).
+
+    With ``ledger=``, the money spent is the ledger's total for the period (read at the start
+    and again every ``refresh_seconds``) plus this object's spending since, so a cron job
+    stops when the month's budget is spent by all its runs. Not an exact fleet budget: other
+    processes' holds and unflushed rows are invisible (see the README for the bound).
     """
 
     _PERIODS = (None, "day", "month")
@@ -200,7 +254,9 @@ class Budget:
         return super().__new__(cls)
 
     def __init__(self, limit_usd: Money, period: Optional[str] = None, *,
-                 now: Callable[[], datetime] = _utc_now, backend: None = None) -> None:
+                 now: Callable[[], datetime] = _utc_now, ledger: Any = None,
+                 refresh_seconds: float = DEFAULT_LEDGER_REFRESH,
+                 clock: Callable[[], float] = time.monotonic, backend: None = None) -> None:
         if backend is not None:  # __new__ picked this class: a subclass not made for a backend
             raise ValueError("backend= is not supported by %s" % type(self).__name__)
         if period is not None:
@@ -213,7 +269,35 @@ class Budget:
         self._lock = threading.Lock()
         self._spent = _ZERO
         self._held = _ZERO
+        self._base = _ZERO  # the ledger's total for the period at the last refresh
         self._period_key = self._key()
+        self._ledger = _LedgerTotal(ledger, refresh_seconds, clock) if ledger is not None \
+            else None
+        if self._ledger is not None:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the period's total from the ledger (no-op without one); never raises."""
+        if self._ledger is None:
+            return
+        with self._lock:
+            self._roll()
+            key, counted = self._period_key, self._spent
+        total = self._ledger.read(self._period_start())
+        if total is None:
+            return
+        with self._lock:
+            if key == self._period_key:
+                # The ledger now holds what was spent up to the read; keep only what came after.
+                self._base = total
+                self._spent -= counted
+
+    def _period_start(self) -> Optional[datetime]:
+        if self.period is None:
+            return None
+        now = self._now()
+        return datetime(now.year, now.month, now.day if self.period == "day" else 1,
+                        tzinfo=timezone.utc)
 
     def _key(self) -> object:
         if self.period is None:
@@ -228,6 +312,9 @@ class Budget:
             self._period_key = key
             self._spent = _ZERO
             self._held = _ZERO
+            self._base = _ZERO
+            if self._ledger is not None:
+                self._ledger.due_now()
 
     def reserve(self, worst_case_usd: Optional[Money]) -> BudgetHold:
         """Hold ``worst_case_usd``; ``None`` (an unpriced model) counts as over any budget."""
@@ -237,9 +324,11 @@ class Budget:
                 % self.limit_usd, limit_usd=self.limit_usd, spent_usd=self.spent_usd,
                 needed_usd=None)
         amount = _money(worst_case_usd, "worst_case_usd")
+        if self._ledger is not None and self._ledger.due():
+            self.refresh()
         with self._lock:
             self._roll()
-            committed = self._spent + self._held
+            committed = self._base + self._spent + self._held
             if committed + amount > self.limit_usd:
                 raise BudgetExceededError(
                     "budget of $%s would be exceeded: $%s spent or held, next call may cost $%s"
@@ -268,13 +357,13 @@ class Budget:
     def spent_usd(self) -> Decimal:
         with self._lock:
             self._roll()
-            return self._spent
+            return self._base + self._spent
 
     @property
     def remaining_usd(self) -> Decimal:
         with self._lock:
             self._roll()
-            return max(self.limit_usd - self._spent - self._held, _ZERO)
+            return max(self.limit_usd - self._base - self._spent - self._held, _ZERO)
 
     def __repr__(self) -> str:
         return "Budget(limit_usd=%s, period=%r, spent_usd=%s)" % (

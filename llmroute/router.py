@@ -35,7 +35,7 @@ __all__ = ["Router", "RouteResult"]
 log = logging.getLogger(__name__)
 
 #: Options of ``Client.chat`` that steer the call and are not request params.
-_CLIENT_OPTIONS = ("deadline", "timeout", "idempotency_key", "extra_headers")
+_CLIENT_OPTIONS = ("deadline", "timeout", "idempotency_key", "extra_headers", "ledger_tag")
 #: Failures that say the model (not the request) is unwell: they count toward a cooldown.
 _UNHEALTHY = (InternalServerError, APIConnectionError, NotFoundError, RateLimitError,
               InvalidResponseError)
@@ -284,6 +284,9 @@ class Router:
                 passed.append((model, kind, skip, skip))
                 continue
             call_options = dict(options)
+            # The ledger row of this attempt says which route and why (never sent).
+            call_options["ledger_task"] = name
+            call_options["ledger_routed_via"] = passed[0][1] if passed else "primary"
             if end is not None:
                 call_options["deadline"] = max(end - self._clock(), 0.001)
             if passed and options.get("idempotency_key"):

@@ -16,12 +16,12 @@ import json
 import logging
 import threading
 import weakref
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 from ._completion import finish_chat, request_id_of, settle_usage
 from ._headers import parse_rate_limit_headers
 from ._request import build_payload
-from .errors import (APIConnectionError, APITimeoutError, InvalidResponseError,
+from .errors import (APIConnectionError, APITimeoutError, InvalidResponseError, LLMRouteError,
                      StreamInterruptedError, StreamTimeoutError, ToolCallError)
 from .results import ChatResult, Usage, parse_gateway_cost, parse_tool_calls, parse_usage
 
@@ -119,6 +119,13 @@ class _Ledger:
         self.state = _OPEN
         # Guards state, so that the end (settle, release, tracker) is done exactly once.
         self.lock = threading.Lock()
+        #: Called once at the end with (result, None) or (None, error): the usage ledger's row.
+        self.on_end: Optional[Callable[[Optional[ChatResult], Optional[BaseException]],
+                                       None]] = None
+
+    def ended(self, result: Optional[ChatResult], error: Optional[BaseException]) -> None:
+        if self.on_end is not None:
+            self.on_end(result, error)
 
     def end_once(self, state: str) -> bool:
         with self.lock:
@@ -154,7 +161,10 @@ class _Ledger:
             self.reader.close()
             log.debug("model=%s stream dropped unfinished after %d deltas; slot given back",
                       self.model, len(self.pieces))
-            self.settle(finished=False, failed=False)
+            usage, cost, estimated, _ = self.settle(finished=False, failed=False)
+            self.ended(ChatResult(content=None, model=self.model, finish_reason=None,
+                                  usage=usage, cost_usd=cost, latency_ms=0.0,
+                                  cost_estimated=estimated), None)
 
 
 class ChatStream:
@@ -171,7 +181,7 @@ class ChatStream:
     """
 
     def __init__(self, client: Any, model: str, messages: Sequence[Mapping[str, Any]],
-                 exchange: Any) -> None:
+                 exchange: Any, *, on_end: Any = None) -> None:
         self.model = model
         transport = client.transport
         self._clock = transport.clock
@@ -179,6 +189,7 @@ class ChatStream:
         self._exchange = exchange
         self._reader = exchange.reader
         self._ledger = ledger = _Ledger(client, model, messages, exchange)
+        ledger.on_end = on_end
         self._pieces = ledger.pieces
         self._attempts = exchange.attempts
         self._started = exchange.started
@@ -275,6 +286,7 @@ class ChatStream:
             log.debug("model=%s stream closed by the caller after %d deltas", self.model,
                       len(self._pieces))
             self._result = self._build(finished=False, failed=False)
+            self._ledger.ended(self._result, None)
 
     def __enter__(self) -> "ChatStream":
         return self
@@ -363,7 +375,9 @@ class ChatStream:
             self._result = self._build(finished=True, failed=False, latency_ms=latency_ms)
         except ToolCallError as err:  # assembled arguments that are not JSON: kept for result()
             self._error = err
+            self._ledger.ended(None, err)
             raise
+        self._ledger.ended(self._result, None)
 
     def _fail(self, message: str, *, timed_out: bool = False) -> None:
         cls = StreamTimeoutError if timed_out else StreamInterruptedError
@@ -376,6 +390,7 @@ class ChatStream:
             self._reader.close()
             self._build(finished=False, failed=True)
             self._error = error
+            self._ledger.ended(None, error)
             log.warning("%s (after %d chars)", error, sum(map(len, self._pieces)))
         elif self._state == _CLOSED:
             raise StopIteration  # closed meanwhile (from a callback): nothing more to read
@@ -414,14 +429,17 @@ class ChatStream:
                 exchange.reservation.refund()
             if client.tracker is not None:
                 client.tracker.add_error(self.model)
+            self._ledger.ended(None, err)
             raise
         except Exception as err:  # InvalidResponseError, ToolCallError: kept for result()
             self._ledger.state = _FAILED
             self._error = err
+            self._ledger.ended(None, err)
             raise
         finally:
             if exchange.reservation is not None:
                 exchange.reservation.release()
+        self._ledger.ended(self._result, None)
         self._finish_reason = self._result.finish_reason
         content = self._result.content or ""
         if content:
@@ -447,7 +465,7 @@ def open_stream(client: Any, model: str, messages: Sequence[Mapping[str, Any]], 
                 deadline: Optional[float] = None, timeout: Any = None,
                 idempotency_key: Optional[str] = None,
                 extra_headers: Optional[Mapping[str, str]] = None,
-                **params: Any) -> ChatStream:
+                on_end: Any = None, **params: Any) -> ChatStream:
     """Send a streamed completion and return the open ``ChatStream`` (what ``client.stream`` does).
 
     ``stream_options`` is merged over ``{"include_usage": True}`` (``None`` sends none, for a
@@ -463,11 +481,16 @@ def open_stream(client: Any, model: str, messages: Sequence[Mapping[str, Any]], 
     if extra_headers is not None and not isinstance(extra_headers, Mapping):
         raise ValueError("extra_headers must be a dict of header names to strings")
     headers = dict(_SSE_HEADERS, **(extra_headers or {}))
-    exchange = client.exchange(model, messages, payload, deadline=deadline, timeout=timeout,
-                               idempotency_key=idempotency_key, extra_headers=headers,
-                               stream=True)
     try:
-        return ChatStream(client, model, messages, exchange)
+        exchange = client.exchange(model, messages, payload, deadline=deadline,
+                                   timeout=timeout, idempotency_key=idempotency_key,
+                                   extra_headers=headers, stream=True)
+    except LLMRouteError as err:
+        if on_end is not None and not isinstance(err, ValueError):
+            on_end(None, err)  # failed before the first byte: still a call for the ledger
+        raise
+    try:
+        return ChatStream(client, model, messages, exchange, on_end=on_end)
     except (InvalidResponseError, ToolCallError, APIConnectionError):
         raise
     except BaseException:

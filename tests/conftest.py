@@ -9,11 +9,14 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
-    """No test sees the developer's real keys, gateways, proxies or catalog."""
+    """No test sees the developer's real keys, gateways, proxies or catalog.
+
+    ``LLMROUTE_TEST_*`` (test servers such as the PostgreSQL DSN) are kept.
+    """
     import os
 
     for name in list(os.environ):
-        if name.startswith(("LLMROUTE_", "OPENAI_")):
+        if name.startswith(("LLMROUTE_", "OPENAI_")) and not name.startswith("LLMROUTE_TEST_"):
             monkeypatch.delenv(name, raising=False)
 
 
@@ -156,3 +159,43 @@ def serve():
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def postgres_dsn():
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards.
+
+    Reads ``LLMROUTE_TEST_POSTGRES_DSN`` (``.ci/run`` starts a server and sets it). Unset or
+    unreachable: the test is skipped, except under ``CI=true`` where that is a failure.
+    """
+    import os
+    import uuid
+    from urllib.parse import urlsplit
+
+    dsn = os.environ.get("LLMROUTE_TEST_POSTGRES_DSN")
+    in_ci = os.environ.get("CI", "").lower() == "true"
+
+    def unavailable(reason):
+        if in_ci:
+            pytest.fail("CI=true but %s" % reason)
+        pytest.skip(reason)
+
+    if not dsn or not dsn.startswith(("postgresql://", "postgres://")):
+        unavailable("LLMROUTE_TEST_POSTGRES_DSN is not set to a postgresql:// URL (no "
+                    "PostgreSQL server for the ledger tests; .ci/run starts one)")
+    try:
+        import psycopg
+    except ImportError:
+        unavailable("psycopg is not installed (pip install 'psycopg[binary]')")
+    try:
+        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=3)
+    except psycopg.Error as err:
+        unavailable("the PostgreSQL server in LLMROUTE_TEST_POSTGRES_DSN is not reachable (%s)"
+                    % type(err).__name__)
+    name = "llmroute_test_%s" % uuid.uuid4().hex[:12]
+    with admin:
+        admin.execute("CREATE DATABASE %s" % name)
+        try:
+            yield urlsplit(dsn)._replace(path="/" + name).geturl()
+        finally:
+            admin.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)

@@ -23,8 +23,9 @@ def test_runtime_dependencies_are_requests_and_urllib3_only():
     config.read(ROOT / "setup.cfg")
     assert _requirement_names(config["options"]["install_requires"]) == {"requests", "urllib3"}
     extras = config["options.extras_require"]
-    assert _requirement_names(extras["test"]) == {"pytest", "responses", "redis"}
+    assert _requirement_names(extras["test"]) == {"pytest", "responses", "redis", "psycopg"}
     assert _requirement_names(extras["redis"]) == {"redis"}
+    assert _requirement_names(extras["postgres"]) == {"psycopg"}
 
 
 def test_installed_metadata_requires_only_requests_and_urllib3():

@@ -97,7 +97,15 @@ expire_holds(now_s())
 return {redis.call('HGET', KEYS[1], 'spent') or '0', redis.call('HGET', KEYS[1], 'held') or '0'}
 """)
 
-SCRIPTS = (_RESERVE, _COMMIT, _STATUS)
+# ARGV: units to seed, ttl ms -> 1 when this call seeded the period (only the first one does)
+_SEED = rc.Script("budget_seed", _BUDGET_LUA + r"""
+if redis.call('HSETNX', KEYS[1], 'seeded', '1') == 0 then return 0 end
+if ARGV[1] ~= '0' then redis.call('HINCRBY', KEYS[1], 'spent', ARGV[1]) end
+touch(tonumber(ARGV[2]))
+return 1
+""")
+
+SCRIPTS = (_RESERVE, _COMMIT, _STATUS, _SEED)
 
 
 def _utc_now() -> datetime:
@@ -144,7 +152,7 @@ class RedisBudget(Budget):
 
     def __init__(self, limit_usd: Money, period: Optional[str] = None, *, backend: Any,
                  namespace: str = "default", hold_seconds: float = DEFAULT_HOLD_SECONDS,
-                 now: Callable[[], Any] = _utc_now) -> None:
+                 now: Callable[[], Any] = _utc_now, ledger: Any = None) -> None:
         super().__init__(limit_usd, period, now=now)
         self.namespace = rc.check_name("namespace", namespace)
         self.hold_seconds = checks.number("hold_seconds", hold_seconds, above=0)
@@ -164,7 +172,12 @@ class RedisBudget(Budget):
         self._lock2 = threading.Lock()
         self._unsettled: List[Tuple[str, str, int]] = []
         self._last = (Decimal(0), Decimal(0))
+        # With a usage ledger, the first process of each period adds the ledger's total for
+        # the period so far to Redis (what was spent before the fleet shared this budget).
+        self._ledger = ledger
+        self._seeded: Optional[str] = None  # the period this object has seeded (or seen seeded)
         rc.on_fork(self)
+        self._seed()
 
     def after_fork_in_child(self) -> None:
         """A lock held by another thread at fork() stays held in the child: start afresh."""
@@ -207,6 +220,23 @@ class RedisBudget(Budget):
                 return False
         return True
 
+    def _seed(self) -> None:
+        period = self._period_id()
+        if self._ledger is None or self._seeded == period:
+            return
+        now = self._today()
+        since = None if self.period is None else datetime(
+            now.year, now.month, now.day if self.period == "day" else 1, tzinfo=timezone.utc)
+        try:
+            units = usd_to_units(self._ledger.spent_usd(since=since))
+        except Exception as err:  # noqa: BLE001 - a dead ledger must not stop the budget
+            logger.warning("budget: cannot read the ledger to seed Redis (%s)",
+                           type(err).__name__)
+            return
+        ok, _ = self._run(_SEED, period, [units, self._ttl_ms], "seeding from the ledger")
+        if ok:
+            self._seeded = period
+
     def reserve(self, worst_case_usd: Optional[Money]) -> RedisBudgetHold:
         """Hold ``worst_case_usd`` for the fleet (rounded up to MONEY_UNIT); raises
         BudgetExceededError when spent + held + it would pass the limit, when the model has no
@@ -217,6 +247,7 @@ class RedisBudget(Budget):
         units = usd_to_units(amount, round_up=True)
         if not self._flush_unsettled():
             raise self._closed("Redis is unreachable", amount)
+        self._seed()
         period = self._period_id()
         hold_id = "%s:%d:%d" % (self._token, os.getpid(), next(self._ids))
         ok, answer = self._run(_RESERVE, period, [

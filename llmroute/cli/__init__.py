@@ -20,7 +20,7 @@ from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageEr
 __all__ = ["main", "COMMANDS", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 #: The command modules under ``llmroute.cli``, in the order ``--help`` lists them.
-COMMANDS = ("demo", "classify", "batch")
+COMMANDS = ("demo", "classify", "batch", "usage", "cost")
 
 
 class _Parser(argparse.ArgumentParser):

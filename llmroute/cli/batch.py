@@ -112,6 +112,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priority", choices=jb.ROUTER_PRIORITIES, default="balanced",
                         help="how the router ranks models (default %(default)s)")
     parser.add_argument("--base-url", help="gateway URL (default: $LLMROUTE_BASE_URL)")
+    parser.add_argument("--ledger", metavar="FILE",
+                        help="record every call in this usage ledger (a SQLite file or a "
+                             "postgresql:// URL; default: $LLMROUTE_LEDGER)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress line on stderr (default: when stderr is a terminal)")
     again = parser.add_mutually_exclusive_group()
@@ -278,8 +281,12 @@ def _make_client(args: argparse.Namespace, api_key: Optional[str]) -> Client:
                       "expected_processes": args.shard[1] if args.shard else 1}
         limiter = RateLimiter(rpm=args.rpm, tpm=args.tpm, max_concurrent=args.max_concurrent,
                               **shared)
-    return Client(base_url, api_key, limiter=limiter, tracker=CostTracker(),
-                  pool_maxsize=max(args.workers, 1))
+    from ..ledger import LedgerError
+    try:
+        return Client(base_url, api_key, limiter=limiter, tracker=CostTracker(),
+                      pool_maxsize=max(args.workers, 1), ledger=getattr(args, "ledger", None))
+    except LedgerError as problem:
+        raise UsageError(str(problem)) from None
 
 
 def _run(args: argparse.Namespace, client: Client, state: jb.OutputState,
