@@ -11,7 +11,8 @@ import time
 import pytest
 
 from llmroute.cli import main
-from llmroute.cli.demo import SKIPPED, run_demo
+from llmroute.cli.demo import STREAM_PROMPT, SKIPPED, _routed_model, run_demo
+from llmroute.routes import load_routes
 from llmroute.testing import FakeGateway
 
 KEY = "sk-demo-test-0123456789abcdef"
@@ -168,6 +169,10 @@ def _assert_ran_for_real(out: str, gw: FakeGateway, batch_items: int) -> None:
     assert _report_rows(out) and "the gateway saw" not in out
     assert KEY not in out
     assert gw.requests and all(r.bearer_matches(KEY) for r in gw.requests)
+    streamed = [r for r in gw.requests if r.stream]
+    route = load_routes()["creative_writing"]
+    assert [r.model for r in streamed] == [route.models[0]]  # the route's params came along
+    assert streamed[0].json["temperature"] == route.request_params()["temperature"]
     assert all(r.answered_status == 200 for r in gw.requests)
 
 
@@ -224,3 +229,19 @@ def test_a_gateway_refusing_the_key_fails_in_one_line_with_exit_1(real_gateway, 
     assert captured.err.startswith("llmroute demo: error: ") and "401" in captured.err
     assert wrong not in captured.err + captured.out
     assert len(real_gateway.requests) == 1  # a 401 is every model's: no fallback, no retry
+
+
+def test_the_stream_goes_to_the_model_the_router_would_pick_first(gw):
+    from llmroute import Client, CooldownPolicy, RetryPolicy, Router
+    from llmroute.testing import Reply
+
+    messages = [{"role": "user", "content": STREAM_PROMPT}]
+    with Client(gw.base_url, KEY, retry=RetryPolicy(max_retries=0)) as client:
+        router = Router(client, cooldown=CooldownPolicy(failures=1))
+        first = load_routes()["creative_writing"].models
+        assert _routed_model(router, messages)[:2] == ("creative_writing", first[0])
+        gw.script(first[0], Reply(status=503))
+        assert router.complete(messages).routed_via == "fallback"  # first[0] now cools down
+        task, model, params = _routed_model(router, messages)
+        assert model == first[1] and params["max_tokens"] > 0
+        assert _routed_model(router, messages)[1] == router.complete(messages).model

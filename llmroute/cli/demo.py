@@ -287,28 +287,37 @@ def _extract_json_with_a_repair(out: TextIO, gw: Any, router: Any) -> None:
         result.repairs, len(result.turns), _usd(result.cost_usd)))
 
 
-def _routed_model(router: Any, prompt: str) -> Tuple[str, str, Mapping[str, Any]]:
-    """``(task, model, params)``: the first model of the prompt's route that is not cooling.
+def _routed_model(router: Any, messages: Sequence[Mapping[str, Any]]
+                  ) -> Tuple[str, str, Mapping[str, Any]]:
+    """``(task, model, params)``: the model ``router.complete`` would send ``messages`` to first.
 
-    The router has no streaming call of its own, so the stream goes to this model directly.
+    The router has no streaming call, so the stream goes to this model with ``Client.stream``:
+    the router's own candidate rules (params adapted to the model, window and cost filters,
+    priority order), then the first model that is not cooling down.
     """
+    from .. import _candidates as cand
     from ..classification import classify
+    from ..tokens import estimate_tokens
 
-    task = getattr(classify(prompt).task, "value", "general")
-    route = router.routes[task]
+    task = classify(messages=messages).task.value
+    found = cand.build_candidates(router.routes[task], {}, messages, estimate_tokens(messages),
+                                  router.client.catalog, router.max_cost_usd)
+    p50s = {model: s.p50_ms for model, s in router.stats().items()}
+    ordered, _ = cand.order_candidates(found, router.priority, task, p50s)
     health = router.health()
-    model = next((m for m in route.models if health[m].state != "cooling"), route.models[0])
-    return task, model, route.request_params()
+    usable = [c for c in ordered if c.skip is None and health[c.model].state != "cooling"]
+    first = (usable or ordered)[0]
+    return task, first.model, first.params
 
 
 def _stream_an_answer(out: TextIO, router: Any) -> None:
     """Step 6: each delta is written and flushed the moment it arrives."""
-    task, model, params = _routed_model(router, STREAM_PROMPT)
+    messages = [{"role": "user", "content": STREAM_PROMPT}]
+    task, model, params = _routed_model(router, messages)
     _line(out, "\n6. A streamed answer, printed as it arrives (%s -> %s, Client.stream)"
           % (task, model))
     out.write("  ")
     deltas = 0
-    messages = [{"role": "user", "content": STREAM_PROMPT}]
     with router.client.stream(model, messages, **params) as stream:
         for delta in stream:
             out.write(delta.replace("\n", "\n  "))
