@@ -231,6 +231,22 @@ def test_a_gateway_refusing_the_key_fails_in_one_line_with_exit_1(real_gateway, 
     assert len(real_gateway.requests) == 1  # a 401 is every model's: no fallback, no retry
 
 
+def test_a_gateway_failing_every_model_is_one_line_naming_each_with_exit_1(monkeypatch, capsys):
+    from llmroute.testing import Reply
+
+    broken = Reply(status=503, headers={"x-should-retry": "false"})  # no retry waits: quick
+    with FakeGateway(responder=lambda request: broken) as failing:
+        monkeypatch.setenv("LLMROUTE_API_KEY", KEY)
+        assert main(["demo", "--base-url", failing.base_url]) == 1
+        code_route = load_routes()["code"].models
+        assert [r.model for r in failing.requests] == list(code_route)  # step 1 stops there
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("llmroute demo: error: every model of the route failed: "
+                          + ", ".join("%s (InternalServerError)" % m for m in code_route)
+                          + "; the first said: HTTP 503 from %s" % code_route[0])
+
+
 def test_the_stream_goes_to_the_model_the_router_would_pick_first(gw):
     from llmroute import Client, CooldownPolicy, RetryPolicy, Router
     from llmroute.testing import Reply

@@ -122,9 +122,9 @@ def _summary(problem: Exception) -> str:
     """A failed step in one readable line: for a whole route, each model's error by name."""
     from ..errors import AllModelsFailedError
 
-    errors = getattr(problem, "errors", None) if isinstance(problem, AllModelsFailedError) else None
-    if not errors:
+    if not isinstance(problem, AllModelsFailedError) or not problem.errors:
         return str(problem)
+    errors = problem.errors
     names = ", ".join("%s (%s)" % (model, detail if isinstance(detail, str)
                                    else type(detail).__name__) for model, detail in errors)
     first = errors[0][1]
