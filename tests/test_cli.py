@@ -41,7 +41,50 @@ def test_print_error_writes_one_line_even_for_a_message_of_several():
 
 
 @pytest.mark.parametrize("argv", [["nope"], ["batch"], ["demo", "--batch-size", "x"]])
-def test_bad_usage_returns_2_with_a_pointer_to_help(argv, capsys):
+def test_bad_usage_returns_2_with_one_line_pointing_to_help(argv, capsys):
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert "llmroute --help" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and "--help)" in err and "Traceback" not in err
+    assert err.startswith("llmroute")
+
+
+@pytest.mark.parametrize("command", [None] + list(cli.COMMANDS))
+def test_every_command_has_help_with_an_example_and_exits_0(command, capsys):
+    argv = ([command] if command else []) + ["--help"]
+    assert cli.main(argv) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "usage:" in out and "llmroute" in out
+    assert "example" in out.lower(), "%s --help shows no example" % (command or "llmroute")
+
+
+def test_version_is_the_packages(capsys):
+    import llmroute
+
+    assert cli.main(["--version"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.strip() == "llmroute %s" % llmroute.__version__
+
+
+def test_an_error_escaping_a_command_is_one_line_and_exit_1_unless_debug(monkeypatch, capsys):
+    import llmroute.cli.classify as command
+
+    def boom(args):
+        raise llmroute.APIConnectionError("gateway unreachable\nsecond line")
+
+    import llmroute
+    monkeypatch.setattr(command, "run", boom)
+    assert cli.main(["classify", "hello"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err == "llmroute classify: error: APIConnectionError: gateway unreachable second line\n"
+    with pytest.raises(llmroute.APIConnectionError):
+        cli.main(["classify", "--debug", "hello"])
+
+
+def test_ctrl_c_in_a_command_exits_130(monkeypatch, capsys):
+    import llmroute.cli.classify as command
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "run", interrupted)
+    assert cli.main(["classify", "hello"]) == cli.EXIT_INTERRUPTED
+    assert "interrupted" in capsys.readouterr().err

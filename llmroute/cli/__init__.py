@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
-from typing import NoReturn, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from .._version import __version__
+from ..errors import LLMRouteError
+from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
+                      print_error)
 
 __all__ = ["main", "COMMANDS", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -31,26 +35,90 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Problems are one line on stderr; ``--debug`` adds DEBUG logging and the traceback.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except UsageError as err:
-        print("%s\n(see: llmroute --help)" % err, file=sys.stderr)
+        print("%s (see: %s --help)" % (err, str(err).split(":")[0]), file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as done:  # --help and --version exit through argparse
         return done.code if isinstance(done.code, int) else EXIT_OK
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    return args.func(args)
+    debug = bool(getattr(args, "debug", False))
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("llmroute %s: interrupted" % args.command, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `llmroute usage | head`: the reader left; not an error to report
+        _silence_stdout()
+        return EXIT_OK
+    except UsageError as err:
+        if debug:
+            raise
+        print_error("llmroute %s" % args.command, err)
+        return EXIT_USAGE
+    except (LLMRouteError, OSError, ValueError) as err:
+        if debug:
+            raise
+        print_error("llmroute %s" % args.command, "%s: %s" % (type(err).__name__, err))
+        return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so that flushing it at exit does not raise again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture it)
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``llmroute`` parser with every command of ``COMMANDS`` registered."""
-    parser = _Parser(prog="llmroute", description="llmroute: route chat completions through "
-                                                  "OpenAI-compatible gateways.")
+    parser = _Parser(
+        prog="llmroute", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="llmroute: route chat completions through OpenAI-compatible gateways.",
+        epilog="examples:\n"
+               "  llmroute demo                      the whole job offline, no key needed\n"
+               "  llmroute classify \"Solve 2x + 3 = 7\"\n"
+               "  llmroute batch in.jsonl -o out.jsonl --workers 16 --resume\n"
+               "  llmroute usage --ledger usage.db --by model --chart\n"
+               "  llmroute cost --model claude-opus-4.6 --input-tokens 500M --output-tokens 1B\n"
+               "\nexit codes: 0 ok, 1 the work failed, 2 bad usage, 130 interrupted.\n"
+               "Each command has --help with its own examples.")
+    parser.add_argument("--version", action="version", version="llmroute %s" % __version__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="log at DEBUG on stderr and show tracebacks of errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module("%s.%s" % (__name__, name)).add_parser(subparsers)
+        module = importlib.import_module("%s.%s" % (__name__, name))
+        _with_parent(subparsers, common, module.add_parser)
     return parser
+
+
+def _with_parent(subparsers: Any, common: argparse.ArgumentParser, add_parser: Any) -> None:
+    """Call a command's ``add_parser`` so that its parser also takes the common options."""
+    original = subparsers.add_parser
+
+    def add_with_common(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("parents", []).append(common)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        return original(name, **kwargs)
+
+    subparsers.add_parser = add_with_common
+    try:
+        add_parser(subparsers)
+    finally:
+        subparsers.add_parser = original

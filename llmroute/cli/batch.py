@@ -86,7 +86,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "{\"id\": ..., \"messages\": [...]}, optional model, task, priority and "
                     "OpenAI parameters) and append one JSON line per id to OUTPUT as each "
                     "finishes. Without a model the router picks one. The API key is read from "
-                    "LLMROUTE_API_KEY (or OPENAI_API_KEY) only.")
+                    "LLMROUTE_API_KEY (or OPENAI_API_KEY) only.",
+        epilog="examples:\n"
+               "  llmroute batch prompts.jsonl -o results.jsonl --workers 32 --rpm 3000\n"
+               "  llmroute batch prompts.jsonl -o results.jsonl --resume   # after a crash\n"
+               "  llmroute batch in.jsonl -o out-0.jsonl --shard 0/3 --redis redis://db:6379/0")
     _add_arguments(parser)
     parser.set_defaults(func=run)
     return parser

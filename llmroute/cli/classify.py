@@ -21,7 +21,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "classify", help="label a prompt by task (code, math, summarization, ...)",
         description="Classify a prompt with the keyword classifier, or measure it on a "
-                    "labelled JSONL file ({\"text\", \"label\", \"lang\"} per line).")
+                    "labelled JSONL file ({\"text\", \"label\", \"lang\"} per line).",
+        epilog="examples:\n"
+               "  llmroute classify \"방정식 2x + 3 = 11을 풀어 주세요\"\n"
+               "  echo \"Summarize this article: ...\" | llmroute classify -\n"
+               "  llmroute classify --eval prompts.jsonl --errors 10")
     p.add_argument("text", nargs="?", help="the prompt; '-' reads it from standard input")
     p.add_argument("--eval", metavar="FILE.jsonl",
                    help="score the classifier on a labelled file: accuracy, macro-F1 overall "

@@ -33,7 +33,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "cost", help="what a workload costs at the catalog price vs the list price",
         description="The cost of a token workload at the catalog (gateway) price and at the "
                     "provider's list price, with the saving per month and per year. Token "
-                    "counts are per --per period and accept 500M, 1.5B, 20k or 250000.")
+                    "counts are per --per period and accept 500M, 1.5B, 20k or 250000.",
+        epilog="examples:\n"
+               "  llmroute cost --model claude-opus-4.6 --input-tokens 500M --output-tokens 1B\n"
+               "  llmroute cost --compare --input-tokens 20M --output-tokens 5M\n"
+               "  llmroute cost --model deepseek-v3.2 --from-ledger usage.db --since 2026-11-01")
     parser.add_argument("--model", help="a catalog model (see --compare for all of them)")
     parser.add_argument("--input-tokens", type=_tokens(), metavar="N",
                         help="prompt tokens per period")

@@ -25,7 +25,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "usage", help="what was spent, per model, task, day or tag, from a ledger",
         description="Totals per group from a usage ledger: requests, errors, tokens in and out, "
                     "exact cost, p50/p95/p99 latency. Dates are ISO 8601 UTC (2026-11-01 or "
-                    "2026-11-01T12:00:00Z); --since is inclusive, --until exclusive.")
+                    "2026-11-01T12:00:00Z); --since is inclusive, --until exclusive.",
+        epilog="examples:\n"
+               "  llmroute usage --ledger usage.db --by model\n"
+               "  llmroute usage --ledger usage.db --since 2026-11-01 --by day --chart\n"
+               "  llmroute usage --ledger usage.db --by tag --format csv > spend.csv\n"
+               "  llmroute usage --ledger usage.db --html report.html")
     parser.add_argument("--ledger", metavar="FILE",
                         help="the ledger: a SQLite file or a postgresql:// URL "
                              "(default: $LLMROUTE_LEDGER)")
