@@ -67,7 +67,7 @@ def test_a_200_with_a_non_json_body_is_invalid_response(gw):
 def test_a_server_that_never_answers_times_out_within_the_deadline(gw, caplog):
     gw.responder = lambda request: Reply(delay=30)
     started = time.monotonic()
-    with caplog.at_level(logging.INFO, logger="llmroute"):  # attempts log at INFO or above
+    with caplog.at_level(logging.INFO, logger="llmroute"):
         with llmroute.Client(gw.base_url, KEY, timeout=(0.3, 0.3)) as client:
             with pytest.raises(llmroute.APITimeoutError):
                 client.chat("gpt-5.4", MESSAGES, deadline=0.75)
