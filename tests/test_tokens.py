@@ -105,9 +105,18 @@ def test_anything_but_text_or_message_dicts_is_a_value_error_naming_it(value, na
 
 
 def test_the_cjk_pattern_is_compiled_on_first_use_not_at_import():
-    code = ("import llmroute, llmroute.tokens as t; assert t._cjk_pattern is None; "
-            "assert t.estimate_tokens('漢字') == 2; assert t._cjk_pattern is not None")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    code = r"""
+import re
+compiled, real = [], re.compile
+re.compile = lambda pattern, *a, **k: (compiled.append(pattern), real(pattern, *a, **k))[1]
+import llmroute, llmroute.tokens as t
+assert not [p for p in compiled if "4e00-" in str(p)], "compiled at import"
+assert t.estimate_tokens("\u6f22\u5b57") == 2
+assert [p for p in compiled if "4e00-" in str(p)], "never compiled"
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
 
 
 # fit_messages ------------------------------------------------------------------------------------
