@@ -299,7 +299,7 @@ class Router:
                 log.debug("route %s: skipping %s: %s", task, model, skip)
                 passed.append(_Passed(model, kind, skip, skip))
                 continue
-            call_options = self._call_options(options, end, model, bool(passed))
+            call_options = self._call_options(options, end, model, passed)
             attempt = self._attempt(candidate, messages, call_options, probe)
             if attempt.result is not None:
                 return attempt.result
@@ -330,13 +330,13 @@ class Router:
         return None, None
 
     def _call_options(self, options: Mapping[str, Any], end: Optional[float], model: str,
-                      fallback: bool) -> Dict[str, Any]:
-        """The ``Client.chat`` options for one model: what is left of the deadline, and an
-        idempotency key of its own for a fallback."""
+                      passed: Sequence[_Passed]) -> Dict[str, Any]:
+        """The ``Client.chat`` options for one model, after the models ``passed`` over: what
+        is left of the deadline, and an idempotency key of its own for a fallback."""
         call_options = dict(options)
         if end is not None:
             call_options["deadline"] = max(end - self._clock(), 0.001)
-        if fallback and options.get("idempotency_key"):
+        if passed and options.get("idempotency_key"):
             # Another model is another request: a gateway must not replay the first's answer.
             call_options["idempotency_key"] = "%s:%s" % (options["idempotency_key"], model)
         return call_options
