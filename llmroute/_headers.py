@@ -7,7 +7,6 @@ dict, requests' CaseInsensitiveDict, urllib3's HTTPHeaderDict); names match case
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone

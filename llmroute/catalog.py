@@ -180,25 +180,37 @@ class Catalog:
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike], *, base: Optional["Catalog"] = None
                   ) -> "Catalog":
-        """Read a catalog JSON (``{"models": [...]}`` or a list); entries extend ``base``."""
+        """Read a catalog JSON (``{"models": [...]}`` or a list); entries extend ``base``.
+
+        Raises ``ValueError`` naming the file (and the entry) for a file that cannot be read,
+        is not JSON, has no model list, or holds an entry that is not a valid model.
+        """
         if not isinstance(path, (str, os.PathLike)):
             raise ValueError("path must be a file path (str or os.PathLike), got %r" % (path,))
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f, parse_float=Decimal)
-            except ValueError as err:
-                raise ValueError("catalog %s is not valid JSON: %s" % (path, err)) from None
-        entries = data.get("models", []) if isinstance(data, dict) else data
-        if not isinstance(entries, list):
-            raise ValueError("catalog %s must hold a list of models" % (path,))
         if base is not None and not isinstance(base, Catalog):
             raise ValueError("base must be a Catalog or None, got %r" % (base,))
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f, parse_float=Decimal)
+        except OSError as err:
+            raise ValueError("cannot read catalog file %s: %s" % (path, err)) from None
+        except ValueError as err:  # bad JSON or bad UTF-8
+            raise ValueError("catalog %s is not valid JSON: %s" % (path, err)) from None
+        entries = data.get("models") if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            # A typo'd key must not load as an empty catalog that silently overrides nothing.
+            raise ValueError("catalog %s must hold a list of models: a JSON list, or an object "
+                             "with a \"models\" list" % (path,))
         catalog = cls(base.models() if base is not None else ())
         for index, entry in enumerate(entries):
             if not isinstance(entry, Mapping):
                 raise ValueError("catalog %s: entry %d must be an object, got %r"
                                  % (path, index, entry))
-            catalog._add(ModelSpec.from_dict(entry))
+            try:
+                spec = ModelSpec.from_dict(entry)
+            except ValueError as err:
+                raise ValueError("catalog %s: entry %d: %s" % (path, index, err)) from None
+            catalog._add(spec)
         return catalog
 
     @classmethod
@@ -207,7 +219,10 @@ class Catalog:
         catalog = cls.from_file(_DEFAULT_PATH)
         override = os.environ.get("LLMROUTE_CATALOG")
         if override:
-            catalog = cls.from_file(override, base=catalog)
+            try:
+                catalog = cls.from_file(override, base=catalog)
+            except ValueError as err:
+                raise ValueError("LLMROUTE_CATALOG: %s" % (err,)) from None
         return catalog
 
     # Lookup ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from urllib3.connection import HTTPConnection
 from urllib3.util.retry import Retry
 
 from ._version import __version__
+from ._options import DEFAULT_MAX_OUTPUT_TOKENS, reserved_output_tokens
 from ._completion import finish_chat
 from ._request import build_payload, check_headers, check_timeout
 from ._transport import Transport
@@ -41,13 +42,8 @@ __all__ = ["Client", "DEFAULT_MAX_OUTPUT_TOKENS"]
 
 log = logging.getLogger(__name__)
 
-#: Output tokens reserved against TPM when neither the call nor the catalog gives a limit.
-DEFAULT_MAX_OUTPUT_TOKENS = 1024
 #: (connect, read) seconds: connecting is quick or broken; a long answer takes minutes.
 DEFAULT_TIMEOUT = (5.0, 120.0)
-#: Options of ``chat`` that steer the client and are never sent in the request body.
-_CLIENT_OPTIONS = frozenset({"deadline", "timeout", "idempotency_key", "extra_headers",
-                             "ledger_tag", "ledger_task", "ledger_routed_via"})
 
 Messages = Sequence[Mapping[str, Any]]
 Timeout = Union[float, Tuple[float, float]]
@@ -363,9 +359,4 @@ class Client:
     # Internals ----------------------------------------------------------------------------------
     def _reserve_tokens(self, model: str, messages: Messages, payload: Mapping[str, Any]) -> int:
         """Tokens to reserve against TPM: the prompt estimate plus the most the answer can use."""
-        out = payload.get("max_completion_tokens") or payload.get("max_tokens")
-        if isinstance(out, bool) or not isinstance(out, int) or out <= 0:
-            spec = self.catalog.get(model)
-            out = (spec.max_output_tokens if spec is not None else None) \
-                or DEFAULT_MAX_OUTPUT_TOKENS
-        return estimate_tokens(messages) + int(out)
+        return estimate_tokens(messages) + reserved_output_tokens(self.catalog, model, payload)

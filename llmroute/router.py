@@ -15,10 +15,11 @@ import logging
 import os
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import _candidates as cand
 from . import _checks as checks
+from ._options import CALL_OPTIONS
 from .client import Client
 from .costs import Budget, BudgetHold
 from .errors import (AllModelsFailedError, APIConnectionError, APIStatusError,
@@ -34,8 +35,6 @@ __all__ = ["Router", "RouteResult"]
 
 log = logging.getLogger(__name__)
 
-#: Options of ``Client.chat`` that steer the call and are not request params.
-_CLIENT_OPTIONS = ("deadline", "timeout", "idempotency_key", "extra_headers", "ledger_tag")
 #: Failures that say the model (not the request) is unwell: they count toward a cooldown.
 _UNHEALTHY = (InternalServerError, APIConnectionError, NotFoundError, RateLimitError,
               InvalidResponseError)
@@ -62,6 +61,25 @@ class RouteResult(ChatResult):
     reason: str = ""
     routed_via: str = "primary"
     tried: Tuple[Tuple[str, str], ...] = ()
+
+
+class _Passed(NamedTuple):
+    """A model passed over: how (``kind`` becomes ``routed_via``), why in full (``detail``)
+    and for the reason line (``short``), and the error it failed with (``None`` when it was
+    skipped or its budget hold refused: nothing was sent)."""
+
+    model: str
+    kind: str
+    detail: str
+    short: str
+    error: Optional[BaseException] = None
+
+
+class _Attempt(NamedTuple):
+    """One model's turn: its ``result``, or how it was ``passed`` over."""
+
+    result: Optional[ChatResult]
+    passed: Optional[_Passed]
 
 
 def _as_messages(prompt: Prompt) -> List[Mapping[str, Any]]:
@@ -253,66 +271,97 @@ class Router:
         messages = _as_messages(prompt_or_messages)
         priority = _check_priority(priority if priority is not None else self.priority)
         cap = _check_cap(max_cost_usd) if max_cost_usd is not None else self.max_cost_usd
-        options = {k: params.pop(k) for k in _CLIENT_OPTIONS if k in params}
+        options = {k: params.pop(k) for k in list(params) if k in CALL_OPTIONS}
         deadline = _check_deadline(options.pop("deadline", None))
         name, classification, how = self._task(messages, task, params.get("tools"))
-        route = self.routes[name]
         prompt_tokens = estimate_tokens(messages)
+        ordered, why_first = self._ordered_candidates(name, params, messages, prompt_tokens,
+                                                      priority, cap)
+        end = self._clock() + deadline if deadline is not None else None
+        passed: List[_Passed] = []
+        result = self._try_in_turn(name, ordered, messages, prompt_tokens, options, end, passed)
+        if result is None:
+            raise self._all_failed(name, passed, cap)
+        return self._result(result, name, classification, how, why_first, passed)
+
+    def _ordered_candidates(self, task: str, params: Mapping[str, Any], messages: Messages,
+                            prompt_tokens: int, priority: str, cap: Optional[Decimal]
+                            ) -> Tuple[List[cand.Candidate], str]:
+        """The route's models with their params and static skips, in ``priority`` order, and
+        why the first one leads."""
+        route = self.routes[task]
         candidates = cand.build_candidates(route, params, messages, prompt_tokens,
                                            self.client.catalog, cap)
         p50s = self._health.p50s(route.models) if priority == "speed" else {}
-        ordered, why_first = cand.order_candidates(candidates, priority, name, p50s)
-        end = self._clock() + deadline if deadline is not None else None
-        passed: List[Tuple[str, str, Any, str]] = []  # (model, kind, error or reason, short)
+        return cand.order_candidates(candidates, priority, task, p50s)
+
+    def _try_in_turn(self, task: str, ordered: Sequence[cand.Candidate], messages: Messages,
+                     prompt_tokens: int, options: Mapping[str, Any], end: Optional[float],
+                     passed: List[_Passed]) -> Optional[ChatResult]:
+        """Call each candidate not skipped until one answers; its result, or ``None`` when
+        every one was passed over (each appended to ``passed``, in order)."""
         need_window = 0  # after a context-length error: only larger windows are worth a try
         for candidate in ordered:
             model = candidate.model
-            skip, kind = candidate.skip, candidate.skip_kind
-            if skip is None and need_window:
-                window = candidate.spec.context_window if candidate.spec else None
-                if not window or window <= need_window:
-                    skip, kind = ("window %s is not larger than the one that overflowed (%d)"
-                                  % (window or "unknown", need_window), cand.CONTEXT_FIT)
-            if skip is None and end is not None and self._clock() >= end:
-                skip, kind = "the call's deadline has passed", cand.FALLBACK
+            skip, kind = self._skip_now(candidate, need_window, end)
             probe = False
             if skip is None:
                 skip, probe = self._health.acquire(model)  # a cooling model: fall back
                 kind = cand.FALLBACK
             if skip is not None:
-                log.debug("route %s: skipping %s: %s", name, model, skip)
-                passed.append((model, kind, skip, skip))
+                log.debug("route %s: skipping %s: %s", task, model, skip)
+                passed.append(_Passed(model, kind, skip, skip))
                 continue
-            call_options = dict(options)
-            # The ledger row of this attempt says which route and why (never sent).
-            call_options["ledger_task"] = name
-            call_options["ledger_routed_via"] = passed[0][1] if passed else "primary"
-            if end is not None:
-                call_options["deadline"] = max(end - self._clock(), 0.001)
-            if passed and options.get("idempotency_key"):
-                # Another model is another request: a gateway must not replay the first's answer.
-                call_options["idempotency_key"] = "%s:%s" % (options["idempotency_key"], model)
-            outcome = self._attempt(candidate, messages, call_options, probe)
-            if isinstance(outcome, ChatResult):
-                return self._result(outcome, name, classification, how, why_first, passed)
-            if isinstance(outcome, BudgetExceededError):
-                passed.append((model, cand.BUDGET, str(outcome), "over budget"))
-                continue
-            disposition = _disposition(outcome)
-            if disposition == cand.CONTEXT_FIT:
+            call_options = self._call_options(options, end, model, passed, task)
+            attempt = self._attempt(candidate, messages, call_options, probe)
+            if attempt.result is not None:
+                return attempt.result
+            failure = attempt.passed
+            if failure.kind == cand.CONTEXT_FIT:
                 overflowed = candidate.spec.context_window if candidate.spec else None
                 need_window = max(need_window,
                                   overflowed or prompt_tokens + candidate.max_tokens)
-            log.warning("route %s: %s failed (%s); falling back to the next model", name, model,
-                        _short(outcome))
-            passed.append((model, disposition if disposition == cand.CONTEXT_FIT
-                           else cand.FALLBACK, outcome, _short(outcome)))
-        raise self._all_failed(name, passed, cap)
+            if failure.error is not None:
+                log.warning("route %s: %s failed (%s); falling back to the next model", task,
+                            model, failure.short)
+            passed.append(failure)
+        return None
+
+    def _skip_now(self, candidate: cand.Candidate, need_window: int, end: Optional[float]
+                  ) -> Tuple[Optional[str], Optional[str]]:
+        """(reason, kind) to pass ``candidate`` over at its turn, before its cooldown is
+        checked: a static skip, a window no larger than one that overflowed, a spent deadline."""
+        if candidate.skip is not None:
+            return candidate.skip, candidate.skip_kind
+        if need_window:
+            window = candidate.spec.context_window if candidate.spec else None
+            if not window or window <= need_window:
+                return ("window %s is not larger than the one that overflowed (%d)"
+                        % (window or "unknown", need_window), cand.CONTEXT_FIT)
+        if end is not None and self._clock() >= end:
+            return "the call's deadline has passed", cand.FALLBACK
+        return None, None
+
+    def _call_options(self, options: Mapping[str, Any], end: Optional[float], model: str,
+                      passed: Sequence[_Passed], task: str) -> Dict[str, Any]:
+        """The ``Client.chat`` options for one model, after the models ``passed`` over: what
+        is left of the deadline, an idempotency key of its own for a fallback, and what the
+        ledger's row says of the route (never sent)."""
+        call_options = dict(options)
+        call_options["ledger_task"] = task
+        call_options["ledger_routed_via"] = passed[0].kind if passed else "primary"
+        if end is not None:
+            call_options["deadline"] = max(end - self._clock(), 0.001)
+        if passed and options.get("idempotency_key"):
+            # Another model is another request: a gateway must not replay the first's answer.
+            call_options["idempotency_key"] = "%s:%s" % (options["idempotency_key"], model)
+        return call_options
 
     def _attempt(self, candidate: cand.Candidate, messages: Messages,
-                 options: Dict[str, Any], probe: bool) -> Any:
-        """Send to one model: the ChatResult, a fallback-worthy error, or a BudgetExceededError
-        from the hold; raises what must not fall back. Health and budget are settled here."""
+                 options: Dict[str, Any], probe: bool) -> _Attempt:
+        """Send to one model: its result, or how it is passed over after a fallback-worthy
+        error or a refused budget hold; raises what must not fall back. Health and budget are
+        settled here."""
         model = candidate.model
         hold: Optional[BudgetHold] = None
         try:
@@ -321,7 +370,7 @@ class Router:
             result = self.client.chat(model, messages, **options, **candidate.params)
         except BudgetExceededError as err:
             self._health.finished(model, probe)
-            return err
+            return _Attempt(None, _Passed(model, cand.BUDGET, str(err), "over budget"))
         except BaseException as err:
             disposition = _disposition(err)
             if hold is not None:
@@ -337,32 +386,31 @@ class Router:
                 self._health.finished(model, probe, _describe(err))
             if disposition is None:
                 raise
-            return err
+            kind = cand.CONTEXT_FIT if disposition == cand.CONTEXT_FIT else cand.FALLBACK
+            return _Attempt(None, _Passed(model, kind, _describe(err), _short(err), err))
         if hold is not None:
             hold.commit(result.cost_usd)
         self._health.succeeded(model, result.latency_ms, probe)
-        return result
+        return _Attempt(result, None)
 
     def _result(self, result: ChatResult, task: str, classification: Any, how: str,
-                why_first: str, passed: List[Tuple[str, str, Any, str]]) -> RouteResult:
+                why_first: str, passed: Sequence[_Passed]) -> RouteResult:
         if passed:
-            routed_via = passed[0][1]
+            routed_via = passed[0].kind
             why = "%s after %s" % (routed_via.replace("_", " "), "; ".join(
-                "%s (%s)" % (model, short) for model, _, _, short in passed))
+                "%s (%s)" % (p.model, p.short) for p in passed))
         else:
             routed_via, why = "primary", why_first
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(ChatResult)}
         return RouteResult(
             **fields, task=_as_task_type(task), classification=classification,
             reason="%s → %s, %s" % (how, result.model, why), routed_via=routed_via,
-            tried=tuple((model, detail if isinstance(detail, str) else _describe(detail))
-                        for model, _, detail, _ in passed))
+            tried=tuple((p.model, p.detail) for p in passed))
 
-    def _all_failed(self, task: str, passed: List[Tuple[str, str, Any, str]],
+    def _all_failed(self, task: str, passed: Sequence[_Passed],
                     cap: Optional[Decimal]) -> Exception:
-        listing = "; ".join("%s: %s" % (model, detail if isinstance(detail, str)
-                                        else _describe(detail)) for model, _, detail, _ in passed)
-        if passed and all(kind == cand.BUDGET for _, kind, _, _ in passed):
+        listing = "; ".join("%s: %s" % (p.model, p.detail) for p in passed)
+        if passed and all(p.kind == cand.BUDGET for p in passed):
             budget = self.budget
             return BudgetExceededError(
                 "no model of the %s route fits the cost limits; nothing was sent: %s"
@@ -371,4 +419,4 @@ class Router:
         return AllModelsFailedError(
             "all %d models of the %s route failed or were skipped: %s"
             % (len(passed), task, listing),
-            errors=[(model, detail) for model, _, detail, _ in passed])
+            errors=[(p.model, p.error if p.error is not None else p.detail) for p in passed])

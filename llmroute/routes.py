@@ -45,6 +45,8 @@ class Route:
         object.__setattr__(self, "models", _check_models(self.task, self.models, "Route"))
         if not isinstance(self.params, Mapping):
             raise ValueError("Route params must be a mapping, got %r" % (self.params,))
+        # Shared by every thread of a router: a caller's dict must not change it afterwards.
+        object.__setattr__(self, "params", MappingProxyType(copy.deepcopy(dict(self.params))))
 
     def request_params(self) -> Dict[str, Any]:
         """A fresh deep copy of the params, safe to change and send."""
@@ -77,6 +79,9 @@ def _check_models(task: str, models: Any, where: str) -> Tuple[str, ...]:
 def _build_route(task: str, spec: Any, base: Optional[Route], where: str) -> Route:
     """One route from its list or dict form, overlaid on ``base`` (the route it replaces)."""
     if isinstance(spec, Route):
+        if spec.task != task:
+            raise ValueError("route %r in %s is a Route for %r: give it under its own task"
+                             % (task, where, spec.task))
         return spec
     if isinstance(spec, (list, tuple)):
         spec = {"models": spec}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ._candidates import mentions_json
 from .errors import StructuredOutputError
 from .results import ChatResult, Usage
 from .schema import check_schema, validate
@@ -36,7 +37,6 @@ _FENCE = re.compile(r"\A\s*```[ \t]*[A-Za-z0-9_+.-]*[ \t]*\r?\n(.*?)(?:\r?\n)?[ 
                     re.DOTALL)
 # A fence line inside the body means two blocks, not one: then nothing is stripped.
 _INNER_FENCE = re.compile(r"\n[ \t]*```")
-_MENTIONS_JSON = re.compile(r"json", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def _with_instruction(messages: Sequence[Mapping[str, Any]], schema: Optional[Ma
     """
     kind = (response_format or {}).get("type")
     native = kind == "json_schema"
-    mentions = any(_MENTIONS_JSON.search(str(m.get("content") or "")) for m in messages)
+    mentions = mentions_json(messages)
     if native or (schema is None and kind == "json_object" and mentions):
         return list(messages)
     text = "Reply with only a %s, without prose or code fences." % _noun(schema)

@@ -16,7 +16,8 @@ from typing import Any, List, Mapping, Optional, Sequence, TextIO, Tuple
 from . import jsonl as jb
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, print_error
 from ..batching import BatchInterrupted
-from ..client import DEFAULT_MAX_OUTPUT_TOKENS, Client
+from .._options import reserved_output_tokens
+from ..client import Client
 from ..costs import Budget, CostTracker, parse_usd
 from ..errors import BudgetExceededError, ConfigError
 from ..progress import is_terminal
@@ -180,9 +181,8 @@ class ItemCaller:
         if self.max_cost_usd is None and self.budget is None:
             return None
         spec = self.client.catalog.get(model)
-        out = params.get("max_completion_tokens") or params.get("max_tokens") or (
-            spec.max_output_tokens if spec is not None else None) or DEFAULT_MAX_OUTPUT_TOKENS
-        worst = spec.worst_case_cost(estimate_tokens(messages), int(out)) if spec else None
+        out = reserved_output_tokens(self.client.catalog, model, params)
+        worst = spec.worst_case_cost(estimate_tokens(messages), out) if spec else None
         cap = self.max_cost_usd
         if cap is not None and (worst is None or worst > cap):
             raise BudgetExceededError(

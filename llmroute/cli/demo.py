@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from decimal import Decimal
-from typing import Any, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import Any, Mapping, Optional, Sequence, TextIO, Tuple
 
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, print_error
 

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
+from .._candidates import PRIORITIES
+from .._options import CALL_OPTIONS
 from ..batching import BatchInterrupted, ItemResult, batch
 from ..progress import Tally
 from .output import (BOM, InvalidInputLine, OutputError, OutputState, OutputWriter,
@@ -30,10 +32,9 @@ __all__ = ["InvalidInputLine", "Item", "OutputState", "OutputWriter", "InputRead
 #: Fields of an input line that are not request parameters.
 ITEM_FIELDS = frozenset({"id", "prompt", "messages", "model", "task", "priority"})
 #: Client options a line may not set: the command sets them, or cannot honour them.
-FORBIDDEN_FIELDS = frozenset({"stream", "deadline", "timeout", "idempotency_key",
-                              "extra_headers", "max_cost_usd"})
+FORBIDDEN_FIELDS = CALL_OPTIONS | {"stream", "max_cost_usd"}
 #: A string ``priority`` on a line is the router's for that item; a number orders submission.
-ROUTER_PRIORITIES = ("accuracy", "speed", "budget", "balanced")
+ROUTER_PRIORITIES = PRIORITIES
 #: Invalid lines the summary keeps to list one by one; the rest are counted.
 SUMMARY_INVALID_LINES = 10
 

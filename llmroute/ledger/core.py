@@ -12,7 +12,7 @@ import threading
 import time
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..costs import units_to_usd
 from .rows import STATUS_OK, LedgerRow
