@@ -273,11 +273,12 @@ class Router:
         cap = _check_cap(max_cost_usd) if max_cost_usd is not None else self.max_cost_usd
         options = {k: params.pop(k) for k in list(params) if k in CALL_OPTIONS}
         deadline = _check_deadline(options.pop("deadline", None))
+        # The clock starts before classification: the deadline bounds the whole routed call.
+        end = self._clock() + deadline if deadline is not None else None
         name, classification, how = self._task(messages, task, params.get("tools"))
         prompt_tokens = estimate_tokens(messages)
         ordered, why_first = self._ordered_candidates(name, params, messages, prompt_tokens,
                                                       priority, cap)
-        end = self._clock() + deadline if deadline is not None else None
         passed: List[_Passed] = []
         result = self._try_in_turn(name, ordered, messages, prompt_tokens, options, end, passed)
         if result is None:

@@ -565,3 +565,19 @@ def test_bad_call_options_are_value_errors(gw, client, kwargs):
     with pytest.raises(ValueError):
         Router(client).complete("hi", task="general", **kwargs)
     assert gw.requests == []
+
+
+def test_the_deadline_counts_the_time_classification_takes(gw, client, clock):
+    """A classifier that uses up the deadline leaves no time to send: nothing reaches the
+    gateway, and the call fails on the deadline rather than starting late."""
+
+    class SlowClassifier(StubClassifier):
+        def classify(self, text=None, *, tools=None, messages=None):
+            clock.advance(5.0)
+            return super().classify(text, tools=tools, messages=messages)
+
+    router = Router(client, classifier=SlowClassifier())
+    with pytest.raises(errors.AllModelsFailedError) as info:
+        router.complete("hello there", deadline=2.0)
+    assert gw.requests == []
+    assert "deadline" in str(info.value)
