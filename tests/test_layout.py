@@ -177,3 +177,26 @@ def test_every_public_name_imports_and_is_listed():
     for name in llmroute.__all__:
         assert getattr(llmroute, name) is not None, name
     assert set(llmroute.__all__) <= set(dir(llmroute))
+
+
+def _readme_listing() -> List[str]:
+    """The module paths of the README's Design listing, relative to ``llmroute/``."""
+    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    design = text[text.index("## Design"):]
+    block = design[design.index("```\nllmroute/\n") + len("```\nllmroute/\n"):]
+    block = block[:block.index("```")]
+    paths, folder = [], ""
+    for line in block.splitlines():
+        name = line.split()[0]
+        if name.endswith("/"):
+            folder = name
+        else:
+            paths.append((folder if line.startswith("    ") else "") + name)
+    return paths
+
+
+def test_the_readme_design_listing_matches_the_tree():
+    listed = _readme_listing()
+    actual = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py"))
+    assert len(listed) == len(set(listed)), "a module is listed twice"
+    assert sorted(listed) == actual
