@@ -17,7 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 from ._lazy import LazyPattern
 
 __all__ = ["RateLimitInfo", "parse_retry_after", "parse_duration", "parse_rate_limit_headers",
-           "header_value", "MAX_WAIT_HINT_SECONDS", "PROVIDER_PREFIX"]
+           "header_value", "MAX_WAIT_HINT_SECONDS", "PROVIDER_PREFIX", "NOT_PARSED"]
 
 # A non-negative decimal: "2", "2.5", ".5". Signs, exponents, "inf" and "nan" are garbage here.
 _NUMBER = LazyPattern(r"(?:\d+(?:\.\d*)?|\.\d+)")
@@ -183,39 +183,88 @@ def parse_duration(text: Any) -> Optional[float]:
 def _count(text: Optional[str]) -> Optional[int]:
     """A count; a negative integer (LiteLLM sends ``remaining-requests: -1`` once over its
     limit) means nothing is left, so it reads as 0."""
+    if text is not None and len(text) <= 15 and text.isdigit() and text.isascii():
+        return int(text)  # the usual case, without a regular expression (exact as a float)
     if text is not None and _NEGATIVE_INT.fullmatch(text):
         return 0
     value = _non_negative(text)
     return None if value is None else int(value)
 
 
+class _NotParsed:
+    """The type of ``NOT_PARSED``."""
+
+    def __repr__(self) -> str:
+        return "NOT_PARSED"
+
+
+#: Stands for "the x-ratelimit-* headers were not parsed yet" where ``None`` would mean "parsed:
+#: there are none", so one parse of a response can be handed to everything that reads it.
+NOT_PARSED: Any = _NotParsed()
+
+_PROVIDER_RATE_LIMIT_PREFIX = PROVIDER_PREFIX + _RATE_LIMIT_PREFIX
+#: (RateLimitInfo field, header suffix, parser, the more cautious of two readings).
+_RATE_LIMIT_FIELDS = (
+    ("limit_requests", "limit-requests", "count"), ("limit_tokens", "limit-tokens", "count"),
+    ("remaining_requests", "remaining-requests", "count"),
+    ("remaining_tokens", "remaining-tokens", "count"),
+    ("reset_requests", "reset-requests", "reset"), ("reset_tokens", "reset-tokens", "reset"))
+
+
+def _rate_limit_values(headers: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    """The ``x-ratelimit-*`` headers alone (plain or ``llm_provider-`` prefixed), keyed by their
+    lower-case name without the prefix; a plain and a prefixed value are kept apart."""
+    items = getattr(headers, "items", None)
+    if items is None:
+        return {}
+    try:
+        pairs = list(items())
+    except (TypeError, ValueError):
+        return {}
+    found: Dict[str, str] = {}
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+            continue
+        name = pair[0].lower()
+        if name.startswith(_RATE_LIMIT_PREFIX):
+            key = name[len(_RATE_LIMIT_PREFIX):]
+        elif name.startswith(_PROVIDER_RATE_LIMIT_PREFIX):
+            key = "llm_provider-" + name[len(_PROVIDER_RATE_LIMIT_PREFIX):]
+        else:
+            continue
+        if key not in found:  # the first of two spellings wins, as everywhere here
+            text = _text(pair[1])
+            if text is not None:
+                found[key] = text
+    return found
+
+
 def parse_rate_limit_headers(headers: Optional[Mapping[str, Any]]) -> Optional[RateLimitInfo]:
     """The ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers as a RateLimitInfo,
-    or None when the response carries none of them (or none that parses)."""
-    lowered = _lowered(headers)
-    if not any(name.startswith(_RATE_LIMIT_PREFIX)
-               or name.startswith(PROVIDER_PREFIX + _RATE_LIMIT_PREFIX) for name in lowered):
+    or None when the response carries none of them (or none that parses).
+
+    Each is read plain and ``llm_provider-`` prefixed; when both parse, the more cautious one
+    wins (the smaller count, the longer reset).
+    """
+    found = _rate_limit_values(headers)
+    if not found:
         return None
-    info = RateLimitInfo(
-        limit_requests=_both(lowered, "limit-requests", _count, min),
-        limit_tokens=_both(lowered, "limit-tokens", _count, min),
-        remaining_requests=_both(lowered, "remaining-requests", _count, min),
-        remaining_tokens=_both(lowered, "remaining-tokens", _count, min),
-        reset_requests=_both(lowered, "reset-requests", _reset, max),
-        reset_tokens=_both(lowered, "reset-tokens", _reset, max),
-    )
-    return None if info == RateLimitInfo() else info
+    values: Dict[str, Any] = {}
+    for field, suffix, kind in _RATE_LIMIT_FIELDS:
+        parse = _count if kind == "count" else _reset
+        plain = found.get(suffix)
+        prefixed = found.get("llm_provider-" + suffix)
+        first = parse(plain) if plain is not None else None
+        second = parse(prefixed) if prefixed is not None else None
+        if first is None or second is None:
+            values[field] = first if second is None else second
+        else:
+            values[field] = min(first, second) if kind == "count" else max(first, second)
+    if all(value is None for value in values.values()):
+        return None
+    return RateLimitInfo(**values)
 
 
 def _reset(text: Optional[str]) -> Optional[float]:
     seconds = parse_duration(text)
     return seconds if seconds is not None and seconds <= MAX_WAIT_HINT_SECONDS else None
-
-
-def _both(lowered: Dict[str, str], field: str, parse: Any, pick: Any) -> Any:
-    """``x-ratelimit-<field>`` read plain and ``llm_provider-`` prefixed; when both parse, the
-    more cautious one (``pick``: min of counts, max of resets) wins."""
-    values = [v for v in (parse(lowered.get(_RATE_LIMIT_PREFIX + field)),
-                          parse(lowered.get(PROVIDER_PREFIX + _RATE_LIMIT_PREFIX + field)))
-              if v is not None]
-    return pick(values) if values else None

@@ -18,8 +18,7 @@ import threading
 import weakref
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
-from ._completion import finish_chat, request_id_of, settle_usage
-from ._headers import parse_rate_limit_headers
+from ._completion import finish_chat, rate_limit_of, request_id_of, settle_usage
 from ._request import build_payload
 from .errors import (APIConnectionError, APITimeoutError, InvalidResponseError,
                      StreamInterruptedError, StreamTimeoutError, ToolCallError)
@@ -185,7 +184,7 @@ class ChatStream:
         self._end = exchange.end
         headers = exchange.headers
         self.request_id: Optional[str] = request_id_of(headers)
-        self._rate_limit = parse_rate_limit_headers(headers)
+        self._rate_limit = rate_limit_of(exchange)
         self._gateway_cost = parse_gateway_cost(headers)
         self._finish_reason: Optional[str] = None
         self._served_model: Optional[str] = None
