@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence  # faster isinstance than typing's
+from typing import Any, Callable, Optional, Tuple
 
 from ._headers import NOT_PARSED, parse_rate_limit_headers
 from .errors import InvalidResponseError, ToolCallError, redact

@@ -6,13 +6,14 @@ dict, requests' CaseInsensitiveDict, urllib3's HTTPHeaderDict); names match case
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from ._lazy import LazyPattern
 
@@ -202,18 +203,21 @@ class _NotParsed:
 #: there are none", so one parse of a response can be handed to everything that reads it.
 NOT_PARSED: Any = _NotParsed()
 
-_PROVIDER_RATE_LIMIT_PREFIX = PROVIDER_PREFIX + _RATE_LIMIT_PREFIX
-#: (RateLimitInfo field, header suffix, parser, the more cautious of two readings).
-_RATE_LIMIT_FIELDS = (
-    ("limit_requests", "limit-requests", "count"), ("limit_tokens", "limit-tokens", "count"),
-    ("remaining_requests", "remaining-requests", "count"),
-    ("remaining_tokens", "remaining-tokens", "count"),
-    ("reset_requests", "reset-requests", "reset"), ("reset_tokens", "reset-tokens", "reset"))
+#: The RateLimitInfo fields in order, with the header suffix each is read from.
+_RATE_LIMIT_FIELDS = ("limit-requests", "limit-tokens", "remaining-requests", "remaining-tokens",
+                      "reset-requests", "reset-tokens")
+#: Fields 0-3 are counts (the smaller of two readings is the cautious one), 4-5 resets (the
+#: longer one).
+_FIRST_RESET = 4
+#: Every header name read, lower-case -> (field index, 1 if ``llm_provider-`` prefixed else 0).
+_RATE_LIMIT_NAMES = {prefix + _RATE_LIMIT_PREFIX + suffix: (index, prefixed)
+                     for index, suffix in enumerate(_RATE_LIMIT_FIELDS)
+                     for prefixed, prefix in enumerate(("", PROVIDER_PREFIX))}
 
 
-def _rate_limit_values(headers: Optional[Mapping[str, Any]]) -> Dict[str, str]:
-    """The ``x-ratelimit-*`` headers alone (plain or ``llm_provider-`` prefixed), keyed by their
-    lower-case name without the prefix; a plain and a prefixed value are kept apart."""
+def _rate_limit_values(headers: Optional[Mapping[str, Any]]) -> Dict[Tuple[int, int], str]:
+    """The ``x-ratelimit-*`` headers alone, plain or ``llm_provider-`` prefixed, by (field
+    index, prefixed); of two spellings of one name the first with a usable value wins."""
     items = getattr(headers, "items", None)
     if items is None:
         return {}
@@ -221,18 +225,13 @@ def _rate_limit_values(headers: Optional[Mapping[str, Any]]) -> Dict[str, str]:
         pairs = list(items())
     except (TypeError, ValueError):
         return {}
-    found: Dict[str, str] = {}
+    found: Dict[Tuple[int, int], str] = {}
+    names = _RATE_LIMIT_NAMES
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
             continue
-        name = pair[0].lower()
-        if name.startswith(_RATE_LIMIT_PREFIX):
-            key = name[len(_RATE_LIMIT_PREFIX):]
-        elif name.startswith(_PROVIDER_RATE_LIMIT_PREFIX):
-            key = "llm_provider-" + name[len(_PROVIDER_RATE_LIMIT_PREFIX):]
-        else:
-            continue
-        if key not in found:  # the first of two spellings wins, as everywhere here
+        key = names.get(pair[0].lower())
+        if key is not None and key not in found:
             text = _text(pair[1])
             if text is not None:
                 found[key] = text
@@ -249,22 +248,24 @@ def parse_rate_limit_headers(headers: Optional[Mapping[str, Any]]) -> Optional[R
     found = _rate_limit_values(headers)
     if not found:
         return None
-    values: Dict[str, Any] = {}
-    for field, suffix, kind in _RATE_LIMIT_FIELDS:
-        parse = _count if kind == "count" else _reset
-        plain = found.get(suffix)
-        prefixed = found.get("llm_provider-" + suffix)
-        first = parse(plain) if plain is not None else None
-        second = parse(prefixed) if prefixed is not None else None
-        if first is None or second is None:
-            values[field] = first if second is None else second
+    values: list = [None] * len(_RATE_LIMIT_FIELDS)
+    for (index, _), text in found.items():
+        is_reset = index >= _FIRST_RESET
+        value = _reset(text) if is_reset else _count(text)
+        if value is None:
+            continue
+        old = values[index]
+        if old is None:
+            values[index] = value
         else:
-            values[field] = min(first, second) if kind == "count" else max(first, second)
-    if all(value is None for value in values.values()):
+            values[index] = max(old, value) if is_reset else min(old, value)
+    if all(value is None for value in values):
         return None
-    return RateLimitInfo(**values)
+    return RateLimitInfo(*values)
 
 
+@functools.lru_cache(maxsize=256)
 def _reset(text: Optional[str]) -> Optional[float]:
+    # Cached: a gateway sends the same few resets ("6ms", "1s") again and again.
     seconds = parse_duration(text)
     return seconds if seconds is not None and seconds <= MAX_WAIT_HINT_SECONDS else None

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence  # faster isinstance than typing's
+from typing import Any, Dict, Optional, Tuple
 
 __all__ = ["check_deadline", "check_timeout", "check_headers", "wire_safe", "build_payload",
            "encode_payload"]

@@ -446,6 +446,7 @@ class Transport:
                  limiter: Any, stream: bool, touch_each_read: bool) -> Any:
         """One try: an ``Exchange`` for a 2xx, else ``(error, retryable, headers for a wait)``."""
         failure: Optional[LLMRouteError] = None
+        response: Optional[requests.Response] = None
         try:
             if self.direct and HTTPAdapter.send is _REQUESTS_SEND \
                     and type(self.adapter).send is _REQUESTS_SEND:
@@ -470,13 +471,20 @@ class Transport:
                 return failure, False, None
             assert isinstance(failure, APIConnectionError)
             return failure, policy.retries_transport_error(failure.request_sent), None
-        status = raw.status
-        # What requests.Response.headers holds: repeated headers joined by ", ".
-        headers_in = CaseInsensitiveDict(raw.headers.itermerged())
+        plain_headers: Mapping[str, str]
+        if response is None:
+            status = raw.status
+            # What requests.Response.headers holds: repeated headers joined by ", ".
+            merged = list(raw.headers.itermerged())
+            headers_in = CaseInsensitiveDict(merged)
+            plain_headers = dict(merged)  # the same pairs: a parse walks a dict at C speed
+        else:
+            status = response.status_code
+            headers_in = plain_headers = response.headers
         rate_limit = NOT_PARSED
         if limiter is not None:
             if _is_rate_limiter(limiter):  # one parse, shared with the result
-                rate_limit = parse_rate_limit_headers(headers_in)
+                rate_limit = parse_rate_limit_headers(plain_headers)
                 limiter.observe(model, status, headers_in, rate_limit=rate_limit)
             else:
                 limiter.observe(model, status, headers_in)

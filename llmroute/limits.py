@@ -171,14 +171,16 @@ class TokenBucket:
 
     def refund(self, n: float) -> None:
         """Give back ``n`` tokens (an estimate proved too high); the level stays <= capacity."""
-        n = checks.number("n", n, minimum=0)
+        if not (type(n) in (int, float) and 0 <= n < math.inf):
+            n = checks.number("n", n, minimum=0)
         with self._lock:
             self._refill(self._clock())
             self._level = min(self._capacity, self._level + n)
 
     def consume(self, n: float) -> None:
         """Take ``n`` tokens without waiting (usage found after the fact); may leave a debt."""
-        n = checks.number("n", n, minimum=0)
+        if not (type(n) in (int, float) and 0 <= n < math.inf):
+            n = checks.number("n", n, minimum=0)
         with self._lock:
             self._refill(self._clock())
             self._level -= n
@@ -208,7 +210,8 @@ class _Slots:
     def acquire(self, timeout: Optional[float]) -> bool:
         """Take a slot, waiting up to ``timeout`` seconds (forever if None); False if none freed."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self.in_use < self.limit, timeout):
+            if self.in_use >= self.limit and not self._cond.wait_for(
+                    lambda: self.in_use < self.limit, timeout):
                 return False
             self.in_use += 1
             return True
@@ -250,7 +253,9 @@ class Reservation:
         Returns the change made (negative: refunded). Settling again moves only the difference,
         so a repeated settle never double-counts.
         """
-        actual = checks.number("actual_tokens", actual_tokens, minimum=0)
+        actual = actual_tokens
+        if type(actual) is not int or actual < 0:  # the usual int skips the full check
+            actual = checks.number("actual_tokens", actual_tokens, minimum=0)
         with self._lock:
             delta = actual - self._charged
             self._charged = actual
@@ -473,12 +478,14 @@ class RateLimiter:
         if model is not None and not isinstance(model, str):
             raise ValueError("model must be a string or None, got %r" % (model,))
         own = self._models.get(model) if model is not None else None
-        for tpm, whose in ((self.tpm, "tpm"), (own and own.tpm, "model_limits[%r] tpm" % model)):
-            if tpm is not None and tokens > tpm:
-                raise ValueError("reservation of %g tokens (prompt estimate + max_tokens) exceeds "
-                                 "%s=%g; lower max_tokens or raise %s" % (tokens, whose, tpm, whose))
-        timeout = _optional_seconds("timeout", timeout)
-        max_pause = _optional_seconds("max_pause", max_pause)
+        if self.tpm is not None and tokens > self.tpm:
+            raise _too_many_tokens(tokens, "tpm", self.tpm)
+        if own is not None and own.tpm is not None and tokens > own.tpm:
+            raise _too_many_tokens(tokens, "model_limits[%r] tpm" % model, own.tpm)
+        if timeout is not None:
+            timeout = _optional_seconds("timeout", timeout)
+        if max_pause is not None:
+            max_pause = _optional_seconds("max_pause", max_pause)
         waited, paused = self._wait_out_pause(model, timeout, max_pause, 0.0, 0.0)
         holds_slot = False
         if self._slots is not None:
@@ -509,6 +516,11 @@ class RateLimiter:
                         max_pause: Optional[float], waited: float,
                         paused: float) -> Tuple[float, float]:
         """Sleep through the pause on ``model``; RateLimitError if it outlasts what is allowed."""
+        if not self._pauses:
+            # No pause was ever set (or all were cleared): nothing to wait for. Reading whether
+            # a dict is empty is atomic; a pause set just now counts from the next request on,
+            # as it would had it arrived a moment later.
+            return waited, paused
         for _ in range(_MAX_PAUSE_ROUNDS):
             remaining = self.pause_remaining(model)
             if remaining <= 0.0:
@@ -542,9 +554,10 @@ class RateLimiter:
         full bucket and leaves the rest as debt.
         """
         own_requests, own_tokens = self.model_buckets(model)
-        wants = [(b, n, name) for b, n, name in (
-            (self.requests_bucket, 1.0, "rpm"), (self.tokens_bucket, tokens, "tpm"),
-            (own_requests, 1.0, "%r rpm" % model), (own_tokens, tokens, "%r tpm" % model))
+        # (bucket, tokens, which limit: 0 rpm, 1 tpm, 2 the model's rpm, 3 the model's tpm)
+        wants = [(b, n, which) for b, n, which in (
+            (self.requests_bucket, 1.0, 0), (self.tokens_bucket, tokens, 1),
+            (own_requests, 1.0, 2), (own_tokens, tokens, 3))
                  if b is not None and n > 0]
         if not wants:
             return 0.0
@@ -552,11 +565,11 @@ class RateLimiter:
             bucket._lock.acquire()
         try:
             now = self._clock()
-            wait, binding = 0.0, ""
-            for bucket, n, name in wants:
+            wait, binding = 0.0, 0
+            for bucket, n, which in wants:
                 bucket_wait = bucket._wait_locked(min(n, bucket.capacity), now)
                 if bucket_wait > wait:
-                    wait, binding = bucket_wait, name
+                    wait, binding = bucket_wait, which
             late = timeout is not None and wait > timeout
             if not late:
                 for bucket, n, _ in wants:
@@ -565,8 +578,9 @@ class RateLimiter:
             for bucket, _, _ in reversed(wants):
                 bucket._lock.release()
         if late:
+            name = ("rpm", "tpm", "%r rpm" % model, "%r tpm" % model)[binding]
             raise RateLimitTimeout("waiting %.3fs for the %s limit would exceed the timeout of "
-                                   "%.3fs" % (wait, binding, timeout))
+                                   "%.3fs" % (wait, name, timeout))
         return wait
 
     def _give_back(self, tokens: float, model: Optional[str]) -> None:
@@ -597,6 +611,11 @@ class RateLimiter:
         if paused:
             parts.append("paused=%r" % paused)
         return "RateLimiter(%s)" % ", ".join(parts)
+
+
+def _too_many_tokens(tokens: float, whose: str, tpm: float) -> ValueError:
+    return ValueError("reservation of %g tokens (prompt estimate + max_tokens) exceeds %s=%g; "
+                      "lower max_tokens or raise %s" % (tokens, whose, tpm, whose))
 
 
 def _fmt(value: Optional[float]) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from dataclasses import FrozenInstanceError, dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Tuple
+from collections.abc import Mapping  # isinstance checks: faster than typing's alias
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 from .errors import InvalidResponseError, ToolCallError, redact
 
