@@ -30,7 +30,7 @@ def rate_limit_of(exchange: Any) -> Any:
     parse deferred to the first read (the headers are parsed once, or never)."""
     if exchange.rate_limit is not NOT_PARSED:
         return exchange.rate_limit
-    return Deferred(parse_rate_limit_headers, exchange.headers)
+    return Deferred(parse_rate_limit_headers, exchange.lowered_headers)
 
 
 def settle_usage(*, model: str, messages: Sequence[Mapping[str, Any]], usage: Optional[Usage],
@@ -74,7 +74,7 @@ def finish_chat(exchange: Any, model: str, messages: Sequence[Mapping[str, Any]]
     by the tracker, not retried) and ``ToolCallError`` for tool arguments that are not JSON
     (the call was billed: its result is on the error).
     """
-    headers = exchange.headers
+    headers = exchange.lowered_headers  # lower-case names: plain dict lookups
     request_id = request_id_of(headers)
     reservation = exchange.reservation
     body = exchange.body or b""

@@ -135,6 +135,9 @@ class BodyReader:
         self._last = clock()
         self._timeout_set = idle  # the socket's timeout as urllib3 left it: the read timeout
         self.closed = False
+        headers = getattr(raw, "headers", None)
+        # A Content-Encoding (gzip...) means a decoder that may still hold bytes at the end.
+        self._encoded = headers is None or bool(headers.get("content-encoding"))
 
     def touch(self) -> None:
         """Progress was made (an event arrived): the idle timer starts again."""
@@ -188,7 +191,9 @@ class BodyReader:
         size = 0
         while limit is None or size < limit:
             block = self.read()
-            if not block:
+            if not block or self._complete():
+                if block:
+                    parts.append(block)
                 self._raw.release_conn()
                 self._restore_timeout()
                 return b"".join(parts)
@@ -196,6 +201,11 @@ class BodyReader:
             size += len(block)
         self.close()
         return b"".join(parts)[:limit]
+
+    def _complete(self) -> bool:
+        """Whether the whole declared body is in and nothing waits to be decoded: the next read
+        could only return ``b""`` (urllib3 has closed the body once its length was read)."""
+        return not self._encoded and getattr(self._raw, "length_remaining", None) == 0
 
     def finish_if_buffered(self) -> None:
         """End a body whose last event is in: read the chunked terminator if it has already
@@ -261,10 +271,11 @@ class Exchange:
     """
 
     __slots__ = ("status", "headers", "body", "reader", "attempts", "attempt_log",
-                 "reservation", "started", "end", "rate_limit")
+                 "reservation", "started", "end", "rate_limit", "lowered_headers")
 
     def __init__(self, status: int, headers: Mapping[str, str], body: Optional[bytes],
-                 reader: Optional[BodyReader]) -> None:
+                 reader: Optional[BodyReader],
+                 lowered_headers: Optional[Mapping[str, str]] = None) -> None:
         self.status = status
         self.headers = headers
         self.body = body
@@ -276,6 +287,10 @@ class Exchange:
         self.end: Optional[float] = None
         #: The headers' RateLimitInfo when the limiter's parse made it, else ``NOT_PARSED``.
         self.rate_limit: Any = NOT_PARSED
+        #: The same headers as a plain dict keyed by lower-case name, for lookups and parses
+        #: that need no case folding per read (what requests' CaseInsensitiveDict does).
+        self.lowered_headers: Mapping[str, str] = lowered_headers if lowered_headers is not None \
+            else {k.lower(): v for k, v in headers.items()}
 
 
 class Transport:
@@ -471,20 +486,20 @@ class Transport:
                 return failure, False, None
             assert isinstance(failure, APIConnectionError)
             return failure, policy.retries_transport_error(failure.request_sent), None
-        plain_headers: Mapping[str, str]
         if response is None:
             status = raw.status
             # What requests.Response.headers holds: repeated headers joined by ", ".
             merged = list(raw.headers.itermerged())
             headers_in = CaseInsensitiveDict(merged)
-            plain_headers = dict(merged)  # the same pairs: a parse walks a dict at C speed
+            lowered = {name.lower(): value for name, value in merged}
         else:
             status = response.status_code
-            headers_in = plain_headers = response.headers
+            headers_in = response.headers
+            lowered = dict(headers_in.lower_items())
         rate_limit = NOT_PARSED
         if limiter is not None:
             if _is_rate_limiter(limiter):  # one parse, shared with the result
-                rate_limit = parse_rate_limit_headers(plain_headers)
+                rate_limit = parse_rate_limit_headers(lowered)
                 limiter.observe(model, status, headers_in, rate_limit=rate_limit)
             else:
                 limiter.observe(model, status, headers_in)
@@ -492,13 +507,13 @@ class Transport:
                             secrets=self.secrets, touch_each_read=touch_each_read)
         if 200 <= status < 300:
             if stream:
-                exchange = Exchange(status, headers_in, None, reader)
+                exchange = Exchange(status, headers_in, None, reader, lowered)
             else:
                 try:
                     data = reader.read_all()
                 except APIConnectionError as err:
                     return err, policy.retries_transport_error(err.request_sent), None
-                exchange = Exchange(status, headers_in, data, None)
+                exchange = Exchange(status, headers_in, data, None, lowered)
             exchange.rate_limit = rate_limit
             return exchange
         try:

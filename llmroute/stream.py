@@ -182,7 +182,7 @@ class ChatStream:
         self._attempts = exchange.attempts
         self._started = exchange.started
         self._end = exchange.end
-        headers = exchange.headers
+        headers = exchange.lowered_headers
         self.request_id: Optional[str] = request_id_of(headers)
         self._rate_limit = rate_limit_of(exchange)
         self._gateway_cost = parse_gateway_cost(headers)
@@ -197,7 +197,7 @@ class ChatStream:
         # thread holds any lock), and the client runs it at its next call or close.
         self._finalizer = weakref.finalize(self, transport.defer, ledger.abandon)
         self._finalizer.atexit = False
-        content_type = headers.get("Content-Type", "")
+        content_type = headers.get("content-type", "")
         if content_type.startswith("application/json"):
             # A gateway that ignored stream=True: one JSON body, played as a single delta.
             self._whole = self._play_whole(client, messages)
