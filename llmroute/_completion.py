@@ -12,7 +12,7 @@ from decimal import Decimal
 from collections.abc import Mapping, Sequence  # faster isinstance than typing's
 from typing import Any, Callable, Optional, Tuple
 
-from ._headers import NOT_PARSED, parse_rate_limit_headers
+from ._headers import NOT_PARSED, parse_lowered_rate_limit
 from .errors import InvalidResponseError, ToolCallError, redact
 from .results import (ChatResult, Deferred, Usage, first_choice, parse_gateway_cost,
                       parse_message, parse_tool_calls, parse_usage)
@@ -30,7 +30,7 @@ def rate_limit_of(exchange: Any) -> Any:
     parse deferred to the first read (the headers are parsed once, or never)."""
     if exchange.rate_limit is not NOT_PARSED:
         return exchange.rate_limit
-    return Deferred(parse_rate_limit_headers, exchange.lowered_headers)
+    return Deferred(parse_lowered_rate_limit, exchange.lowered_headers)
 
 
 def settle_usage(*, model: str, messages: Sequence[Mapping[str, Any]], usage: Optional[Usage],

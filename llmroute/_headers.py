@@ -18,7 +18,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from ._lazy import LazyPattern
 
 __all__ = ["RateLimitInfo", "parse_retry_after", "parse_duration", "parse_rate_limit_headers",
-           "header_value", "MAX_WAIT_HINT_SECONDS", "PROVIDER_PREFIX", "NOT_PARSED"]
+           "header_value", "MAX_WAIT_HINT_SECONDS", "PROVIDER_PREFIX", "NOT_PARSED",
+           "parse_lowered_rate_limit"]
 
 # A non-negative decimal: "2", "2.5", ".5". Signs, exponents, "inf" and "nan" are garbage here.
 _NUMBER = LazyPattern(r"(?:\d+(?:\.\d*)?|\.\d+)")
@@ -245,7 +246,24 @@ def parse_rate_limit_headers(headers: Optional[Mapping[str, Any]]) -> Optional[R
     Each is read plain and ``llm_provider-`` prefixed; when both parse, the more cautious one
     wins (the smaller count, the longer reset).
     """
-    found = _rate_limit_values(headers)
+    return _rate_limit_info(_rate_limit_values(headers))
+
+
+def parse_lowered_rate_limit(lowered: Mapping[str, str]) -> Optional[RateLimitInfo]:
+    """``parse_rate_limit_headers`` for a plain dict whose names are lower-case already (what
+    the transport builds once per response): no case folding, no checks of the pairs."""
+    names = _RATE_LIMIT_NAMES
+    found: Dict[Tuple[int, int], str] = {}
+    for name, value in lowered.items():
+        key = names.get(name)
+        if key is not None:
+            text = _text(value)
+            if text is not None:
+                found[key] = text
+    return _rate_limit_info(found)
+
+
+def _rate_limit_info(found: Dict[Tuple[int, int], str]) -> Optional[RateLimitInfo]:
     if not found:
         return None
     values: list = [None] * len(_RATE_LIMIT_FIELDS)

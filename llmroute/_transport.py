@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import select_proxy
 
-from ._headers import NOT_PARSED, parse_rate_limit_headers, parse_retry_after
+from ._headers import NOT_PARSED, parse_lowered_rate_limit, parse_retry_after
 from ._request import (check_deadline, check_headers, check_timeout, encode_payload,
                        wire_safe)
 from .errors import (APIConnectionError, APIStatusError, APITimeoutError, ConfigError,
@@ -499,7 +499,7 @@ class Transport:
         rate_limit = NOT_PARSED
         if limiter is not None:
             if _is_rate_limiter(limiter):  # one parse, shared with the result
-                rate_limit = parse_rate_limit_headers(lowered)
+                rate_limit = parse_lowered_rate_limit(lowered)
                 limiter.observe(model, status, headers_in, rate_limit=rate_limit)
             else:
                 limiter.observe(model, status, headers_in)

@@ -13,7 +13,8 @@ import llmroute
 import llmroute._completion as completion_module
 import llmroute._transport as transport_module
 import llmroute.limits as limits_module
-from llmroute._headers import RateLimitInfo, parse_rate_limit_headers
+from llmroute._headers import (RateLimitInfo, parse_lowered_rate_limit,
+                               parse_rate_limit_headers)
 from llmroute.results import ChatResult, Deferred
 
 from _servers import RawServer, completion, head
@@ -141,13 +142,31 @@ def test_a_pool_closed_under_the_client_is_found_again(server):
 def count_parses(monkeypatch):
     calls = []
 
-    def counting(headers):
-        calls.append(1)
-        return parse_rate_limit_headers(headers)
+    def counting(parse):
+        def parse_counted(headers):
+            calls.append(1)
+            return parse(headers)
+        return parse_counted
 
-    for module in (transport_module, completion_module, limits_module):
-        monkeypatch.setattr(module, "parse_rate_limit_headers", counting)
+    for module in (transport_module, completion_module):
+        monkeypatch.setattr(module, "parse_lowered_rate_limit",
+                            counting(parse_lowered_rate_limit))
+    monkeypatch.setattr(limits_module, "parse_rate_limit_headers",
+                        counting(parse_rate_limit_headers))
     return calls
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"x-request-id": "r"}, {"x-ratelimit-remaining-requests": "5"},
+    {"x-ratelimit-remaining-requests": "-1", "x-ratelimit-reset-requests": "1m30s"},
+    {"x-ratelimit-remaining-tokens": "garbage", "x-ratelimit-limit-tokens": "10.0"},
+    {"x-ratelimit-remaining-requests": "9", "llm_provider-x-ratelimit-remaining-requests": "3",
+     "x-ratelimit-reset-tokens": "2s", "llm_provider-x-ratelimit-reset-tokens": "6ms"},
+    {"x-ratelimit-reset-requests": "  ", "x-ratelimit-limit-requests": "1" * 70},
+    {"x-ratelimit-remaining-requests": "12345678901234567890"},
+])
+def test_the_lowered_parse_reads_what_the_general_parse_reads(headers):
+    assert parse_lowered_rate_limit(headers) == parse_rate_limit_headers(headers)
 
 
 def test_rate_limit_headers_are_parsed_only_when_read(server, monkeypatch):
