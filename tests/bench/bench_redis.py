@@ -146,6 +146,7 @@ def rows(url: str = None, seconds: float = 3.0, processes: int = 4) -> list:
         one = acquires_per_second(bucket, seconds)
         rates = fleet(url, processes, seconds)
         per_chat, per_route, route_s = round_trips(url)
+        script = server_stats(url).get("cmdstat_evalsha", {})
     finally:
         if server is not None:
             server.cleanup()
@@ -163,6 +164,9 @@ def rows(url: str = None, seconds: float = 3.0, processes: int = 4) -> list:
         Row(bench, "Redis round trips per Router.complete (+ Budget, health on Redis)",
             "%.2f (%.1f ms/call)" % (per_route, route_s * 1000), "", "", "",
             "≤ 4: %s" % ("met" if per_route <= 4 else "NOT met")),
+        Row(bench, "Redis server time per script call (INFO commandstats, evalsha)",
+            "%s µs" % script.get("usec_per_call", "?"), "", "", "",
+            "%s calls" % script.get("calls", "?")),
     ]
 
 
