@@ -171,16 +171,14 @@ class TokenBucket:
 
     def refund(self, n: float) -> None:
         """Give back ``n`` tokens (an estimate proved too high); the level stays <= capacity."""
-        if not (type(n) in (int, float) and 0 <= n < math.inf):
-            n = checks.number("n", n, minimum=0)
+        n = checks.number("n", n, minimum=0)
         with self._lock:
             self._refill(self._clock())
             self._level = min(self._capacity, self._level + n)
 
     def consume(self, n: float) -> None:
         """Take ``n`` tokens without waiting (usage found after the fact); may leave a debt."""
-        if not (type(n) in (int, float) and 0 <= n < math.inf):
-            n = checks.number("n", n, minimum=0)
+        n = checks.number("n", n, minimum=0)
         with self._lock:
             self._refill(self._clock())
             self._level -= n
@@ -210,8 +208,7 @@ class _Slots:
     def acquire(self, timeout: Optional[float]) -> bool:
         """Take a slot, waiting up to ``timeout`` seconds (forever if None); False if none freed."""
         with self._cond:
-            if self.in_use >= self.limit and not self._cond.wait_for(
-                    lambda: self.in_use < self.limit, timeout):
+            if not self._cond.wait_for(lambda: self.in_use < self.limit, timeout):
                 return False
             self.in_use += 1
             return True
@@ -478,14 +475,12 @@ class RateLimiter:
         if model is not None and not isinstance(model, str):
             raise ValueError("model must be a string or None, got %r" % (model,))
         own = self._models.get(model) if model is not None else None
-        if self.tpm is not None and tokens > self.tpm:
-            raise _too_many_tokens(tokens, "tpm", self.tpm)
-        if own is not None and own.tpm is not None and tokens > own.tpm:
-            raise _too_many_tokens(tokens, "model_limits[%r] tpm" % model, own.tpm)
-        if timeout is not None:
-            timeout = _optional_seconds("timeout", timeout)
-        if max_pause is not None:
-            max_pause = _optional_seconds("max_pause", max_pause)
+        for tpm, whose in ((self.tpm, "tpm"), (own and own.tpm, "model_limits[%r] tpm" % model)):
+            if tpm is not None and tokens > tpm:
+                raise ValueError("reservation of %g tokens (prompt estimate + max_tokens) exceeds "
+                                 "%s=%g; lower max_tokens or raise %s" % (tokens, whose, tpm, whose))
+        timeout = _optional_seconds("timeout", timeout)
+        max_pause = _optional_seconds("max_pause", max_pause)
         waited, paused = self._wait_out_pause(model, timeout, max_pause, 0.0, 0.0)
         holds_slot = False
         if self._slots is not None:
@@ -554,10 +549,9 @@ class RateLimiter:
         full bucket and leaves the rest as debt.
         """
         own_requests, own_tokens = self.model_buckets(model)
-        # (bucket, tokens, which limit: 0 rpm, 1 tpm, 2 the model's rpm, 3 the model's tpm)
-        wants = [(b, n, which) for b, n, which in (
-            (self.requests_bucket, 1.0, 0), (self.tokens_bucket, tokens, 1),
-            (own_requests, 1.0, 2), (own_tokens, tokens, 3))
+        wants = [(b, n, name) for b, n, name in (
+            (self.requests_bucket, 1.0, "rpm"), (self.tokens_bucket, tokens, "tpm"),
+            (own_requests, 1.0, "%r rpm" % model), (own_tokens, tokens, "%r tpm" % model))
                  if b is not None and n > 0]
         if not wants:
             return 0.0
@@ -565,11 +559,11 @@ class RateLimiter:
             bucket._lock.acquire()
         try:
             now = self._clock()
-            wait, binding = 0.0, 0
-            for bucket, n, which in wants:
+            wait, binding = 0.0, ""
+            for bucket, n, name in wants:
                 bucket_wait = bucket._wait_locked(min(n, bucket.capacity), now)
                 if bucket_wait > wait:
-                    wait, binding = bucket_wait, which
+                    wait, binding = bucket_wait, name
             late = timeout is not None and wait > timeout
             if not late:
                 for bucket, n, _ in wants:
@@ -578,9 +572,8 @@ class RateLimiter:
             for bucket, _, _ in reversed(wants):
                 bucket._lock.release()
         if late:
-            name = ("rpm", "tpm", "%r rpm" % model, "%r tpm" % model)[binding]
             raise RateLimitTimeout("waiting %.3fs for the %s limit would exceed the timeout of "
-                                   "%.3fs" % (wait, name, timeout))
+                                   "%.3fs" % (wait, binding, timeout))
         return wait
 
     def _give_back(self, tokens: float, model: Optional[str]) -> None:
@@ -611,11 +604,6 @@ class RateLimiter:
         if paused:
             parts.append("paused=%r" % paused)
         return "RateLimiter(%s)" % ", ".join(parts)
-
-
-def _too_many_tokens(tokens: float, whose: str, tpm: float) -> ValueError:
-    return ValueError("reservation of %g tokens (prompt estimate + max_tokens) exceeds %s=%g; "
-                      "lower max_tokens or raise %s" % (tokens, whose, tpm, whose))
 
 
 def _fmt(value: Optional[float]) -> str:

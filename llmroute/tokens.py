@@ -8,8 +8,7 @@ framing (role, separators). It errs slightly high, which is the safe side for bo
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence  # faster isinstance than typing's
-from typing import Any, Iterable, List, Union
+from typing import Any, Iterable, List, Mapping, Sequence, Union
 
 from . import _checks as checks
 
@@ -24,6 +23,7 @@ CHARS_PER_TOKEN = 4.0
 
 _CJK = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff"
                   r"\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]")
+_WORD = re.compile(r"\S+")
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -31,12 +31,11 @@ Messages = Sequence[Mapping[str, Any]]
 def _text_tokens(text: str) -> int:
     if not text:
         return 0
-    cjk = 0
-    if _CJK.search(text) is not None:
-        cjk = len(_CJK.findall(text))
+    cjk = len(_CJK.findall(text))
+    if cjk:
         text = _CJK.sub(" ", text)
     rest = len(text) - text.count(" ")
-    words = len(text.split())  # str.split and re's \s agree on what whitespace is
+    words = len(_WORD.findall(text))
     return cjk + max(words, int(rest / CHARS_PER_TOKEN + 0.999))
 
 
