@@ -153,7 +153,7 @@ def fifo_wait(rate: float, threads: int, limit: float = 3.0) -> Tuple[str, float
 
 
 def rows(seconds: float = 4.0, rate: float = 500.0, threads: int = 8, rounds: int = 9,
-         calls: int = 20000) -> List[Row]:
+         acquires: int = 20000) -> List[Row]:
     peers = [(label, make) for label, module, make in PEERS if installed(module)]
     missing = [label for label, module, _ in PEERS if not installed(module)]
     out: List[Row] = []
@@ -177,10 +177,10 @@ def rows(seconds: float = 4.0, rate: float = 500.0, threads: int = 8, rounds: in
     for label, make in peers:
         takers[label] = make(HUGE, HUGE)[1]
     for n_threads in (1, threads):
-        got = interleave([(name, lambda take=take: cost_us(take, calls, n_threads))
+        got = interleave([(name, lambda take=take: cost_us(take, acquires, n_threads))
                           for name, take in takers.items()], rounds, MAX_SECONDS)
         where = "acquire, tokens there, %d thread%s (%d rounds × %d calls)" % (
-            n_threads, "s" if n_threads > 1 else "", len(got["ours"]), calls)
+            n_threads, "s" if n_threads > 1 else "", len(got["ours"]), acquires)
         for label, _ in peers:
             ratio, spread = ratio_text(ratios(got["ours"], got[label]))
             out.append(Row(where, "TokenBucket.try_acquire / %s" % label,
