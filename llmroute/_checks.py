@@ -35,9 +35,12 @@ def number(name: str, value: Any, *, minimum: Optional[Number] = None,
     """
     if value is None and allow_none:
         return None
-    kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
-            integer and not isinstance(value, numbers.Integral)):
+    exact = type(value)
+    if (exact is not float or integer) and exact is not int and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+                integer and not isinstance(value, numbers.Integral))):
+        # (a plain int or float skips the ABC checks: they are the usual values, on hot paths)
+        kind = "an integer" if integer else "a number"
         raise ValueError("%s must be %s%s, got %s"
                          % (name, kind, " or None" if allow_none else "", _describe(value)))
     if math.isnan(value) or (math.isinf(value) and not allow_inf):

@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence  # faster isinstance than typing's
+from typing import Any, Callable, Optional, Tuple
 
-from ._headers import parse_rate_limit_headers
+from ._headers import NOT_PARSED, parse_lowered_rate_limit
 from .errors import InvalidResponseError, ToolCallError, redact
-from .results import (ChatResult, Usage, first_choice, parse_gateway_cost, parse_message,
-                      parse_tool_calls, parse_usage)
+from .results import (ChatResult, Deferred, Usage, first_choice, parse_gateway_cost,
+                      parse_message, parse_tool_calls, parse_usage)
 from .tokens import estimate_tokens
 
-__all__ = ["finish_chat", "settle_usage", "request_id_of"]
+__all__ = ["finish_chat", "settle_usage", "request_id_of", "rate_limit_of"]
 
 
 def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
     return headers.get("x-request-id") or headers.get("request-id")
+
+
+def rate_limit_of(exchange: Any) -> Any:
+    """The result's ``rate_limit``: the limiter's parse of the headers when it made one, else a
+    parse deferred to the first read (the headers are parsed once, or never)."""
+    if exchange.rate_limit is not NOT_PARSED:
+        return exchange.rate_limit
+    return Deferred(parse_lowered_rate_limit, exchange.lowered_headers)
 
 
 def settle_usage(*, model: str, messages: Sequence[Mapping[str, Any]], usage: Optional[Usage],
@@ -65,7 +74,7 @@ def finish_chat(exchange: Any, model: str, messages: Sequence[Mapping[str, Any]]
     by the tracker, not retried) and ``ToolCallError`` for tool arguments that are not JSON
     (the call was billed: its result is on the error).
     """
-    headers = exchange.headers
+    headers = exchange.lowered_headers  # lower-case names: plain dict lookups
     request_id = request_id_of(headers)
     reservation = exchange.reservation
     body = exchange.body or b""
@@ -113,7 +122,7 @@ def finish_chat(exchange: Any, model: str, messages: Sequence[Mapping[str, Any]]
         finish_reason=finish_reason, usage=usage, cost_usd=cost,
         latency_ms=(clock() - exchange.started) * 1000.0, attempts=exchange.attempts,
         request_id=request_id, tool_calls=tool_calls,
-        rate_limit=parse_rate_limit_headers(headers), cost_estimated=estimated, raw=data,
+        rate_limit=rate_limit_of(exchange), cost_estimated=estimated, raw=data,
         attempt_log=exchange.attempt_log, gateway_cost_usd=parse_gateway_cost(headers))
     if tool_error is not None:
         # The call was billed: keep its result (usage, cost) on the error for the caller.

@@ -6,17 +6,19 @@ dict, requests' CaseInsensitiveDict, urllib3's HTTPHeaderDict); names match case
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from ._lazy import LazyPattern
 
 __all__ = ["RateLimitInfo", "parse_retry_after", "parse_duration", "parse_rate_limit_headers",
-           "header_value", "MAX_WAIT_HINT_SECONDS", "PROVIDER_PREFIX"]
+           "header_value", "MAX_WAIT_HINT_SECONDS", "PROVIDER_PREFIX", "NOT_PARSED",
+           "parse_lowered_rate_limit"]
 
 # A non-negative decimal: "2", "2.5", ".5". Signs, exponents, "inf" and "nan" are garbage here.
 _NUMBER = LazyPattern(r"(?:\d+(?:\.\d*)?|\.\d+)")
@@ -182,39 +184,105 @@ def parse_duration(text: Any) -> Optional[float]:
 def _count(text: Optional[str]) -> Optional[int]:
     """A count; a negative integer (LiteLLM sends ``remaining-requests: -1`` once over its
     limit) means nothing is left, so it reads as 0."""
+    if text is not None and len(text) <= 15 and text.isdigit() and text.isascii():
+        return int(text)  # the usual case, without a regular expression (exact as a float)
     if text is not None and _NEGATIVE_INT.fullmatch(text):
         return 0
     value = _non_negative(text)
     return None if value is None else int(value)
 
 
+class _NotParsed:
+    """The type of ``NOT_PARSED``."""
+
+    def __repr__(self) -> str:
+        return "NOT_PARSED"
+
+
+#: Stands for "the x-ratelimit-* headers were not parsed yet" where ``None`` would mean "parsed:
+#: there are none", so one parse of a response can be handed to everything that reads it.
+NOT_PARSED: Any = _NotParsed()
+
+#: The RateLimitInfo fields in order, with the header suffix each is read from.
+_RATE_LIMIT_FIELDS = ("limit-requests", "limit-tokens", "remaining-requests", "remaining-tokens",
+                      "reset-requests", "reset-tokens")
+#: Fields 0-3 are counts (the smaller of two readings is the cautious one), 4-5 resets (the
+#: longer one).
+_FIRST_RESET = 4
+#: Every header name read, lower-case -> (field index, 1 if ``llm_provider-`` prefixed else 0).
+_RATE_LIMIT_NAMES = {prefix + _RATE_LIMIT_PREFIX + suffix: (index, prefixed)
+                     for index, suffix in enumerate(_RATE_LIMIT_FIELDS)
+                     for prefixed, prefix in enumerate(("", PROVIDER_PREFIX))}
+
+
+def _rate_limit_values(headers: Optional[Mapping[str, Any]]) -> Dict[Tuple[int, int], str]:
+    """The ``x-ratelimit-*`` headers alone, plain or ``llm_provider-`` prefixed, by (field
+    index, prefixed); of two spellings of one name the first with a usable value wins."""
+    items = getattr(headers, "items", None)
+    if items is None:
+        return {}
+    try:
+        pairs = list(items())
+    except (TypeError, ValueError):
+        return {}
+    found: Dict[Tuple[int, int], str] = {}
+    names = _RATE_LIMIT_NAMES
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+            continue
+        key = names.get(pair[0].lower())
+        if key is not None and key not in found:
+            text = _text(pair[1])
+            if text is not None:
+                found[key] = text
+    return found
+
+
 def parse_rate_limit_headers(headers: Optional[Mapping[str, Any]]) -> Optional[RateLimitInfo]:
     """The ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers as a RateLimitInfo,
-    or None when the response carries none of them (or none that parses)."""
-    lowered = _lowered(headers)
-    if not any(name.startswith(_RATE_LIMIT_PREFIX)
-               or name.startswith(PROVIDER_PREFIX + _RATE_LIMIT_PREFIX) for name in lowered):
+    or None when the response carries none of them (or none that parses).
+
+    Each is read plain and ``llm_provider-`` prefixed; when both parse, the more cautious one
+    wins (the smaller count, the longer reset).
+    """
+    return _rate_limit_info(_rate_limit_values(headers))
+
+
+def parse_lowered_rate_limit(lowered: Mapping[str, str]) -> Optional[RateLimitInfo]:
+    """``parse_rate_limit_headers`` for a plain dict whose names are lower-case already (what
+    the transport builds once per response): no case folding, no checks of the pairs."""
+    names = _RATE_LIMIT_NAMES
+    found: Dict[Tuple[int, int], str] = {}
+    for name, value in lowered.items():
+        key = names.get(name)
+        if key is not None:
+            text = _text(value)
+            if text is not None:
+                found[key] = text
+    return _rate_limit_info(found)
+
+
+def _rate_limit_info(found: Dict[Tuple[int, int], str]) -> Optional[RateLimitInfo]:
+    if not found:
         return None
-    info = RateLimitInfo(
-        limit_requests=_both(lowered, "limit-requests", _count, min),
-        limit_tokens=_both(lowered, "limit-tokens", _count, min),
-        remaining_requests=_both(lowered, "remaining-requests", _count, min),
-        remaining_tokens=_both(lowered, "remaining-tokens", _count, min),
-        reset_requests=_both(lowered, "reset-requests", _reset, max),
-        reset_tokens=_both(lowered, "reset-tokens", _reset, max),
-    )
-    return None if info == RateLimitInfo() else info
+    values: list = [None] * len(_RATE_LIMIT_FIELDS)
+    for (index, _), text in found.items():
+        is_reset = index >= _FIRST_RESET
+        value = _reset(text) if is_reset else _count(text)
+        if value is None:
+            continue
+        old = values[index]
+        if old is None:
+            values[index] = value
+        else:
+            values[index] = max(old, value) if is_reset else min(old, value)
+    if all(value is None for value in values):
+        return None
+    return RateLimitInfo(*values)
 
 
+@functools.lru_cache(maxsize=256)
 def _reset(text: Optional[str]) -> Optional[float]:
+    # Cached: a gateway sends the same few resets ("6ms", "1s") again and again.
     seconds = parse_duration(text)
     return seconds if seconds is not None and seconds <= MAX_WAIT_HINT_SECONDS else None
-
-
-def _both(lowered: Dict[str, str], field: str, parse: Any, pick: Any) -> Any:
-    """``x-ratelimit-<field>`` read plain and ``llm_provider-`` prefixed; when both parse, the
-    more cautious one (``pick``: min of counts, max of resets) wins."""
-    values = [v for v in (parse(lowered.get(_RATE_LIMIT_PREFIX + field)),
-                          parse(lowered.get(PROVIDER_PREFIX + _RATE_LIMIT_PREFIX + field)))
-              if v is not None]
-    return pick(values) if values else None

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence  # faster isinstance than typing's
+from typing import Any, Dict, Optional, Tuple
 
 __all__ = ["check_deadline", "check_timeout", "check_headers", "wire_safe", "build_payload",
            "encode_payload"]
@@ -85,11 +86,15 @@ def build_payload(model: Any, messages: Any, params: Mapping[str, Any]) -> Dict[
     return payload
 
 
+# What json.dumps(..., ensure_ascii=False, allow_nan=False, separators=(",", ":")) builds on
+# every call, built once (an encoder keeps no state between encode calls).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
     """The body as compact UTF-8 JSON; NaN, infinity or an unencodable value -> ValueError."""
     try:
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8")
+        return _ENCODER.encode(payload).encode("utf-8")
     except (ValueError, TypeError, RecursionError, UnicodeError):
         pass  # find the argument to name, outside the except: no chained cause
     for name, value in payload.items():

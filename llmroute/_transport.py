@@ -20,9 +20,11 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple, U
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import select_proxy
 
-from ._headers import parse_retry_after
+from ._headers import NOT_PARSED, parse_lowered_rate_limit, parse_retry_after
 from ._request import (check_deadline, check_headers, check_timeout, encode_payload,
                        wire_safe)
 from .errors import (APIConnectionError, APIStatusError, APITimeoutError, ConfigError,
@@ -40,6 +42,9 @@ def _new_key() -> str:
     (which drags in ``platform`` at import time)."""
     return os.urandom(16).hex()
 
+#: Names the attempt loop sets on every request (never taken twice from the client's headers).
+_OWN_HEADERS = frozenset({"idempotency-key", "x-stainless-retry-count", "content-length"})
+
 #: Bytes asked of the socket per read; ``read1`` returns as soon as any are there.
 READ_BYTES = 64 * 1024
 #: An error body kept for the exception: enough to read, not a whole HTML page.
@@ -53,6 +58,11 @@ _NETWORK_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError,
 # urllib3 errors that prove the request never left: the connection itself failed.
 _NOT_SENT = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
              urllib3.exceptions.ProxyError)
+# requests' own HTTPAdapter.send, as imported. A test library (``responses``) replaces it to
+# intercept every request: while it is replaced, calls go through ``adapter.send`` again.
+_REQUESTS_SEND = HTTPAdapter.__dict__.get("send")
+if getattr(_REQUESTS_SEND, "__module__", None) != "requests.adapters":  # patched at our import
+    _REQUESTS_SEND = None
 
 
 # Errors --------------------------------------------------------------------------------------
@@ -110,11 +120,10 @@ class BodyReader:
     ``APITimeoutError`` (``request_sent=True``).
     """
 
-    def __init__(self, response: requests.Response, *, what: str, idle: float,
+    def __init__(self, raw: Any, *, what: str, idle: float,
                  end: Optional[float], clock: Callable[[], float],
                  secrets: Tuple[str, ...], touch_each_read: bool) -> None:
-        self.response = response
-        self._raw = response.raw
+        self._raw = raw
         self._read1 = getattr(self._raw, "read1", None)
         self._sock = _socket_of(self._raw)
         self._what = what
@@ -126,6 +135,9 @@ class BodyReader:
         self._last = clock()
         self._timeout_set = idle  # the socket's timeout as urllib3 left it: the read timeout
         self.closed = False
+        headers = getattr(raw, "headers", None)
+        # A Content-Encoding (gzip...) means a decoder that may still hold bytes at the end.
+        self._encoded = headers is None or bool(headers.get("content-encoding"))
 
     def touch(self) -> None:
         """Progress was made (an event arrived): the idle timer starts again."""
@@ -179,7 +191,9 @@ class BodyReader:
         size = 0
         while limit is None or size < limit:
             block = self.read()
-            if not block:
+            if not block or self._complete():
+                if block:
+                    parts.append(block)
                 self._raw.release_conn()
                 self._restore_timeout()
                 return b"".join(parts)
@@ -187,6 +201,11 @@ class BodyReader:
             size += len(block)
         self.close()
         return b"".join(parts)[:limit]
+
+    def _complete(self) -> bool:
+        """Whether the whole declared body is in and nothing waits to be decoded: the next read
+        could only return ``b""`` (urllib3 has closed the body once its length was read)."""
+        return not self._encoded and getattr(self._raw, "length_remaining", None) == 0
 
     def finish_if_buffered(self) -> None:
         """End a body whose last event is in: read the chunked terminator if it has already
@@ -229,11 +248,17 @@ class BodyReader:
             self._timeout_set = self._idle
 
     def close(self) -> None:
-        """Drop the connection (a body not read to the end cannot go back to the pool)."""
+        """Drop the connection (a body not read to the end cannot go back to the pool).
+
+        What ``requests.Response.close`` does for a body read from ``raw``: close, release.
+        """
         if not self.closed:
             self.closed = True
             try:
-                self.response.close()
+                self._raw.close()
+                release = getattr(self._raw, "release_conn", None)
+                if release is not None:
+                    release()
             except _NETWORK_ERRORS:
                 pass
 
@@ -246,10 +271,11 @@ class Exchange:
     """
 
     __slots__ = ("status", "headers", "body", "reader", "attempts", "attempt_log",
-                 "reservation", "started", "end")
+                 "reservation", "started", "end", "rate_limit", "lowered_headers")
 
     def __init__(self, status: int, headers: Mapping[str, str], body: Optional[bytes],
-                 reader: Optional[BodyReader]) -> None:
+                 reader: Optional[BodyReader],
+                 lowered_headers: Optional[Mapping[str, str]] = None) -> None:
         self.status = status
         self.headers = headers
         self.body = body
@@ -259,6 +285,12 @@ class Exchange:
         self.reservation: Any = None
         self.started = 0.0
         self.end: Optional[float] = None
+        #: The headers' RateLimitInfo when the limiter's parse made it, else ``NOT_PARSED``.
+        self.rate_limit: Any = NOT_PARSED
+        #: The same headers as a plain dict keyed by lower-case name, for lookups and parses
+        #: that need no case folding per read (what requests' CaseInsensitiveDict does).
+        self.lowered_headers: Mapping[str, str] = lowered_headers if lowered_headers is not None \
+            else {k.lower(): v for k, v in headers.items()}
 
 
 class Transport:
@@ -272,18 +304,26 @@ class Transport:
     def __init__(self, *, url: str, adapter: Any, proxies: Mapping[str, str], verify: Any,
                  cert: Any, headers: Mapping[str, str], secrets: Tuple[str, ...],
                  timeout: Tuple[float, float], clock: Callable[[], float],
-                 sleep: Callable[[float], None], display_url: str) -> None:
+                 sleep: Callable[[float], None], display_url: str,
+                 direct: bool = False) -> None:
         self.url = url
         self.adapter = adapter
         self.proxies = dict(proxies)
         self.verify = verify
         self.cert = cert
-        self.headers = dict(headers)
+        # Names the loop sets itself are left out, so a plain dict never holds one name twice.
+        self.headers = {k: v for k, v in headers.items() if k.lower() not in _OWN_HEADERS}
         self.secrets = secrets
         self.timeout = timeout
         self.clock = clock
         self.sleep = sleep
         self.display_url = display_url
+        #: Whether requests may skip ``adapter.send`` for the adapter's urllib3 pool (the
+        #: client's own adapter, no proxy): the same request, without requests' per-call work.
+        self.direct = direct and select_proxy(url, self.proxies) is None
+        # (adapter, pool, path): the pool of the last direct send; a tuple, swapped whole.
+        self._direct_pool: Optional[Tuple[Any, Any, str]] = None
+        self._default_timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         # deque.append and popleft are atomic without a lock: a finalizer may call defer().
         self._deferred: Deque[Callable[[], None]] = collections.deque()
 
@@ -330,9 +370,10 @@ class Transport:
             raise ValueError("idempotency_key must be a non-empty printable string")
         headers = dict(self.headers)
         if extra_headers:
-            headers.update(check_headers(extra_headers, "extra_headers"))
+            _merge_headers(headers, check_headers(extra_headers, "extra_headers"))
         headers["Idempotency-Key"] = idempotency_key or _new_key()
         body = encode_payload(payload)
+        headers["Content-Length"] = str(len(body))
         started = self.clock()
         end = started + deadline if deadline is not None else None
         debug = log.isEnabledFor(logging.DEBUG)
@@ -420,10 +461,16 @@ class Transport:
                  limiter: Any, stream: bool, touch_each_read: bool) -> Any:
         """One try: an ``Exchange`` for a 2xx, else ``(error, retryable, headers for a wait)``."""
         failure: Optional[LLMRouteError] = None
+        response: Optional[requests.Response] = None
         try:
-            response = self.adapter.send(
-                self._prepare(body, headers), stream=True, timeout=pair,
-                verify=self.verify, cert=self.cert, proxies=self.proxies)
+            if self.direct and HTTPAdapter.send is _REQUESTS_SEND \
+                    and type(self.adapter).send is _REQUESTS_SEND:
+                raw = self._send_direct(body, headers, pair)
+            else:
+                response = self.adapter.send(
+                    self._prepare(body, headers), stream=True, timeout=pair,
+                    verify=self.verify, cert=self.cert, proxies=self.proxies)
+                raw = response.raw
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader,
                 urllib3.exceptions.LocationValueError) as err:
             failure = ConfigError("%s could not be sent: %s (details withheld: they may quote "
@@ -439,25 +486,67 @@ class Transport:
                 return failure, False, None
             assert isinstance(failure, APIConnectionError)
             return failure, policy.retries_transport_error(failure.request_sent), None
-        status = response.status_code
+        if response is None:
+            status = raw.status
+            # What requests.Response.headers holds: repeated headers joined by ", ".
+            merged = list(raw.headers.itermerged())
+            headers_in = CaseInsensitiveDict(merged)
+            lowered = {name.lower(): value for name, value in merged}
+        else:
+            status = response.status_code
+            headers_in = response.headers
+            lowered = dict(headers_in.lower_items())
+        rate_limit = NOT_PARSED
         if limiter is not None:
-            limiter.observe(model, status, response.headers)
-        reader = BodyReader(response, what=what, idle=pair[1], end=end, clock=self.clock,
+            if _is_rate_limiter(limiter):  # one parse, shared with the result
+                rate_limit = parse_lowered_rate_limit(lowered)
+                limiter.observe(model, status, headers_in, rate_limit=rate_limit)
+            else:
+                limiter.observe(model, status, headers_in)
+        reader = BodyReader(raw, what=what, idle=pair[1], end=end, clock=self.clock,
                             secrets=self.secrets, touch_each_read=touch_each_read)
         if 200 <= status < 300:
             if stream:
-                return Exchange(status, response.headers, None, reader)
-            try:
-                data = reader.read_all()
-            except APIConnectionError as err:
-                return err, policy.retries_transport_error(err.request_sent), None
-            return Exchange(status, response.headers, data, None)
+                exchange = Exchange(status, headers_in, None, reader, lowered)
+            else:
+                try:
+                    data = reader.read_all()
+                except APIConnectionError as err:
+                    return err, policy.retries_transport_error(err.request_sent), None
+                exchange = Exchange(status, headers_in, data, None, lowered)
+            exchange.rate_limit = rate_limit
+            return exchange
         try:
             text = reader.read_all(ERROR_BODY_BYTES).decode("utf-8", "replace")
         except APIConnectionError:
             text = ""  # the status says enough; a broken error body is not worth more
-        error = self._status_error(status, response.headers, text, model)
-        return error, policy.is_retryable_status(status, response.headers), response.headers
+        error = self._status_error(status, headers_in, text, model)
+        return error, policy.is_retryable_status(status, headers_in), headers_in
+
+    def _send_direct(self, body: bytes, headers: Dict[str, str],
+                     pair: Tuple[float, float]) -> Any:
+        """``HTTPAdapter.send`` for this one URL, without its per-call lookups: the adapter's
+        own pool (found once), its retry setting, and requests' mapping of urllib3 errors."""
+        cached = self._direct_pool
+        if cached is None or cached[0] is not self.adapter or cached[1].pool is None:
+            adapter = self.adapter
+            request = self._prepare(body, headers)
+            try:
+                pool = adapter.get_connection_with_tls_context(
+                    request, self.verify, proxies=self.proxies, cert=self.cert)
+            except urllib3.exceptions.LocationValueError as err:
+                raise requests.exceptions.InvalidURL(err, request=request) from None
+            adapter.cert_verify(pool, self.url, self.verify, self.cert)
+            cached = self._direct_pool = (adapter, pool, request.path_url)
+        timeout = self._default_timeout if pair == self.timeout else urllib3.Timeout(
+            connect=pair[0], read=pair[1])
+        try:
+            return cached[1].urlopen(
+                "POST", cached[2], body=body, headers=headers, redirect=False,
+                assert_same_host=False, preload_content=False, decode_content=False,
+                retries=cached[0].max_retries, timeout=timeout, chunked=False)
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise _as_requests_error(err) from None
 
     def _status_error(self, status: int, headers: Mapping[str, str], body: str,
                       model: str) -> APIStatusError:
@@ -474,11 +563,66 @@ class Transport:
         prepared.method = "POST"
         prepared.url = self.url
         prepared.headers = CaseInsensitiveDict(headers)
-        prepared.headers["Content-Length"] = str(len(body))
         prepared.body = body
         prepared.hooks = {"response": []}
         prepared._cookies = None
         return prepared
+
+
+_rate_limiter_class: Any = None  # limits.RateLimiter, imported with the first limiter seen
+
+
+def _is_rate_limiter(limiter: Any) -> bool:
+    """Whether ``limiter`` is llmroute's (its ``observe`` takes the parse made here); a plain
+    ``import llmroute`` does not load the limits module."""
+    global _rate_limiter_class
+    if _rate_limiter_class is None:
+        from .limits import RateLimiter
+        _rate_limiter_class = RateLimiter
+    return isinstance(limiter, _rate_limiter_class)
+
+
+def _merge_headers(headers: Dict[str, str], extra: Mapping[str, str]) -> None:
+    """``headers.update(extra)`` with names matched case-insensitively (as requests does); the
+    names the loop sets itself are skipped (its own value always won)."""
+    lowered = {name.lower(): name for name in headers}
+    for name, value in extra.items():
+        if name.lower() in _OWN_HEADERS:
+            continue
+        old = lowered.get(name.lower())
+        if old is not None and old != name:
+            del headers[old]
+        headers[name] = value
+        lowered[name.lower()] = name
+
+
+def _as_requests_error(err: BaseException) -> BaseException:
+    """The requests exception ``HTTPAdapter.send`` raises for a urllib3 error (same mapping)."""
+    exc = requests.exceptions
+    errors = urllib3.exceptions
+    if isinstance(err, errors.MaxRetryError):
+        reason = err.reason
+        if isinstance(reason, errors.ConnectTimeoutError) \
+                and not isinstance(reason, errors.NewConnectionError):
+            return exc.ConnectTimeout(err)
+        if isinstance(reason, errors.ResponseError):
+            return exc.RetryError(err)
+        if isinstance(reason, errors.ProxyError):
+            return exc.ProxyError(err)
+        if isinstance(reason, errors.SSLError):
+            return exc.SSLError(err)
+        return exc.ConnectionError(err)
+    if isinstance(err, (errors.ProtocolError, OSError, errors.ClosedPoolError)):
+        return exc.ConnectionError(err)
+    if isinstance(err, errors.ProxyError):
+        return exc.ProxyError(err)
+    if isinstance(err, errors.SSLError):
+        return exc.SSLError(err)
+    if isinstance(err, errors.ReadTimeoutError):
+        return exc.ReadTimeout(err)
+    if isinstance(err, errors.InvalidHeader):
+        return exc.InvalidHeader(err)
+    return err
 
 
 def _with_log(error: LLMRouteError, attempts: List[Attempt]) -> LLMRouteError:

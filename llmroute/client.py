@@ -208,7 +208,7 @@ class Client:
             url=self._url, adapter=self.session.get_adapter(self._url), proxies=proxies,
             verify=verify, cert=self.session.cert, headers=dict(headers), secrets=secrets,
             timeout=self.timeout, clock=clock, sleep=sleep,
-            display_url=self.base_url + "/chat/completions")
+            display_url=self.base_url + "/chat/completions", direct=self._owns_session)
 
     # Pool ----------------------------------------------------------------------------------------
     def _mount(self, size: int) -> None:

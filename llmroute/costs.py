@@ -109,9 +109,14 @@ class CostTracker:
             cost_usd: Optional[Decimal] = None) -> None:
         """Record one successful request (``cost_usd`` ``None`` for an unpriced model)."""
         checks.text("model", model)
-        prompt_tokens = _count("prompt_tokens", prompt_tokens)
-        completion_tokens = _count("completion_tokens", completion_tokens)
-        cost_usd = checks.money("cost_usd", cost_usd, allow_none=True)
+        # The usual values (ints, a finite Decimal) pass as they are; anything else gets the full
+        # check, which converts what it accepts or raises ValueError naming the argument.
+        if type(prompt_tokens) is not int or prompt_tokens < 0:
+            prompt_tokens = _count("prompt_tokens", prompt_tokens)
+        if type(completion_tokens) is not int or completion_tokens < 0:
+            completion_tokens = _count("completion_tokens", completion_tokens)
+        if type(cost_usd) is not Decimal or not cost_usd.is_finite() or cost_usd < 0:
+            cost_usd = checks.money("cost_usd", cost_usd, allow_none=True)
         with self._lock:
             totals = self._totals.get(model)
             if totals is None:

@@ -15,7 +15,8 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from . import _checks as checks
-from ._headers import MAX_WAIT_HINT_SECONDS, parse_rate_limit_headers, parse_retry_after
+from ._headers import (MAX_WAIT_HINT_SECONDS, NOT_PARSED, parse_rate_limit_headers,
+                       parse_retry_after)
 from .buckets import Clock, ConcurrencySlots, Sleep, TokenBucket, optional_seconds, take_together
 from .errors import RateLimitError, RateLimitTimeout
 
@@ -67,7 +68,9 @@ class Reservation:
         Returns the change made (negative: refunded). Settling again moves only the difference,
         so a repeated settle never double-counts.
         """
-        actual = checks.number("actual_tokens", actual_tokens, minimum=0)
+        actual = actual_tokens
+        if type(actual) is not int or actual < 0:  # the usual int skips the full check
+            actual = checks.number("actual_tokens", actual_tokens, minimum=0)
         with self._lock:
             delta = actual - self._charged
             self._charged = actual
@@ -237,21 +240,23 @@ class RateLimiter:
         return max(0.0, until - now)
 
     def observe(self, model: Optional[str], status: int,
-                headers: Optional[Mapping[str, Any]]) -> float:
+                headers: Optional[Mapping[str, Any]], *, rate_limit: Any = NOT_PARSED) -> float:
         """Learn from a response; returns the longest pause it asked for, in seconds (0.0: none).
 
         A 429/503 Retry-After pauses the model (or, with pause_scope="key", every model).
         ``x-ratelimit-remaining-*`` (plain or ``llm_provider-`` prefixed) lower the buckets of
         the model that answered (headers_scope="model", the default) or the key-wide buckets
         ("key"), never raising them; a count of 0 with a reset pauses that model (or every
-        model) until the reset. A response without a model is read key-wide.
+        model) until the reset. A response without a model is read key-wide. ``rate_limit``
+        is the headers' ``parse_rate_limit_headers`` when the caller has it already (one parse
+        per response); by default they are parsed here.
         """
         pause = 0.0
         if status in PAUSE_STATUSES:
             pause = parse_retry_after(headers) or 0.0
             if pause > 0.0:
                 self._pause_until(self._pause_key(model), pause)
-        info = parse_rate_limit_headers(headers)
+        info = parse_rate_limit_headers(headers) if rate_limit is NOT_PARSED else rate_limit
         if info is None:
             return pause
         key_wide = model is None or self.headers_scope == "key"
@@ -324,6 +329,11 @@ class RateLimiter:
                         max_pause: Optional[float], waited: float,
                         paused: float) -> Tuple[float, float]:
         """Sleep through the pause on ``model``; RateLimitError if it outlasts what is allowed."""
+        if not self._pauses:
+            # No pause was ever set (or all were cleared): nothing to wait for. Reading whether
+            # a dict is empty is atomic; a pause set just now counts from the next request on,
+            # as it would had it arrived a moment later.
+            return waited, paused
         for _ in range(_MAX_PAUSE_ROUNDS):
             remaining = self.pause_remaining(model)
             if remaining <= 0.0:

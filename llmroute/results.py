@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping, NamedTuple, Optional, Tuple
+from collections.abc import Mapping  # isinstance checks: faster than typing's alias
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 from .errors import InvalidResponseError, ToolCallError, redact
 
-__all__ = ["Usage", "ToolCall", "ChatResult", "Attempt", "parse_usage", "parse_tool_calls",
-           "parse_message", "parse_gateway_cost"]
+__all__ = ["Usage", "ToolCall", "ChatResult", "Attempt", "Deferred", "parse_usage",
+           "parse_tool_calls", "parse_message", "parse_gateway_cost"]
 
 
 class Attempt(NamedTuple):
@@ -56,9 +57,51 @@ class ToolCall:
     raw_arguments: str = field(default="", repr=False)
 
 
+class Deferred:
+    """A field value computed on first read: ``compute(*args)`` (picklable when they are)."""
+
+    __slots__ = ("compute", "args")
+
+    def __init__(self, compute: Callable[..., Any], *args: Any) -> None:
+        self.compute = compute
+        self.args = args
+
+    def __reduce__(self) -> Any:
+        return (Deferred, (self.compute,) + self.args)
+
+
+class _LazyField:
+    """A frozen dataclass field that may be given a ``Deferred``: it is computed on first read
+    and kept. ``ChatResult.rate_limit`` is one: most callers never read the rate-limit headers,
+    so they are parsed only when someone does."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+        self._slot = "_" + name
+
+    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
+        if obj is None:
+            return None  # the field's default, as dataclasses reads it from the class
+        value = obj.__dict__[self._slot]
+        if type(value) is Deferred:
+            # Two threads may both compute it: the same headers parse to equal values.
+            value = value.compute(*value.args)
+            obj.__dict__[self._slot] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if self._slot in obj.__dict__:  # only __init__ sets it: the dataclass is frozen
+            raise FrozenInstanceError("cannot assign to field %r" % (self._name,))
+        obj.__dict__[self._slot] = value
+
+
 @dataclass(frozen=True)
 class ChatResult:
-    """One completed chat call: the answer, what it cost and how long it took."""
+    """One completed chat call: the answer, what it cost and how long it took.
+
+    ``rate_limit`` is the response's ``x-ratelimit-*`` headers as a ``RateLimitInfo`` (None when
+    it had none), parsed the first time it is read.
+    """
 
     content: Optional[str]
     model: str
@@ -69,7 +112,7 @@ class ChatResult:
     attempts: int = 1
     request_id: Optional[str] = None
     tool_calls: Tuple[ToolCall, ...] = ()
-    rate_limit: Any = None
+    rate_limit: Any = _LazyField()  # type: ignore[assignment]
     cost_estimated: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: One ``Attempt`` per try, the successful one last.

@@ -18,8 +18,7 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
-from ._completion import finish_chat, request_id_of, settle_usage
-from ._headers import parse_rate_limit_headers
+from ._completion import finish_chat, rate_limit_of, request_id_of, settle_usage
 from ._request import build_payload
 from .errors import (APIConnectionError, APITimeoutError, InvalidResponseError, LLMRouteError,
                      StreamInterruptedError, StreamTimeoutError, ToolCallError)
@@ -194,9 +193,9 @@ class ChatStream:
         self._attempts = exchange.attempts
         self._started = exchange.started
         self._end = exchange.end
-        headers = exchange.headers
+        headers = exchange.lowered_headers
         self.request_id: Optional[str] = request_id_of(headers)
-        self._rate_limit = parse_rate_limit_headers(headers)
+        self._rate_limit = rate_limit_of(exchange)
         self._gateway_cost = parse_gateway_cost(headers)
         self._finish_reason: Optional[str] = None
         self._served_model: Optional[str] = None
@@ -209,7 +208,7 @@ class ChatStream:
         # thread holds any lock), and the client runs it at its next call or close.
         self._finalizer = weakref.finalize(self, transport.defer, ledger.abandon)
         self._finalizer.atexit = False
-        content_type = headers.get("Content-Type", "")
+        content_type = headers.get("content-type", "")
         if content_type.startswith("application/json"):
             # A gateway that ignored stream=True: one JSON body, played as a single delta.
             self._whole = self._play_whole(client, messages)

@@ -16,12 +16,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 
 class Request:
-    """One request as the server read it: method line, headers (lower-case names), body."""
+    """One request as the server read it: method line, headers (lower-case names), body;
+    ``header_lines`` are the header lines as sent (a name sent twice shows twice)."""
 
-    def __init__(self, line: str, headers: Dict[str, str], body: bytes) -> None:
+    def __init__(self, line: str, headers: Dict[str, str], body: bytes,
+                 header_lines: Sequence[str] = ()) -> None:
         self.line = line
         self.headers = headers
         self.body = body
+        self.header_lines = list(header_lines)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -115,7 +118,7 @@ def _read_request(conn: socket.socket) -> Optional[Request]:
         if not block:
             break
         body += block
-    return Request(lines[0], headers, body)
+    return Request(lines[0], headers, body, lines[1:])
 
 
 # What handlers send ----------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import weakref
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .. import _checks as checks
-from .._headers import MAX_WAIT_HINT_SECONDS, parse_rate_limit_headers, parse_retry_after
+from .._headers import (MAX_WAIT_HINT_SECONDS, NOT_PARSED, parse_rate_limit_headers,
+                        parse_retry_after)
 from ..errors import BackendUnavailableError, RateLimitError, RateLimitTimeout
 from ..limits import DEFAULT_BURST_SECONDS, PAUSE_STATUSES, RateLimiter
 from . import redis_client as rc
@@ -428,7 +429,7 @@ class RedisRateLimiter(RateLimiter):
         return float(left) if ok else self._local.pause_remaining(model)
 
     def observe(self, model: Optional[str], status: int,
-                headers: Optional[Mapping[str, Any]]) -> float:
+                headers: Optional[Mapping[str, Any]], *, rate_limit: Any = NOT_PARSED) -> float:
         """``RateLimiter.observe`` for the fleet: pauses are set on Redis at once; remaining
         levels of a 2xx ride on this thread's open reservation (sent with its release)."""
         pause = 0.0
@@ -436,7 +437,7 @@ class RedisRateLimiter(RateLimiter):
             pause = parse_retry_after(headers) or 0.0
             if pause > 0.0:
                 self._set_pause(self._pause_target(model), pause)
-        info = parse_rate_limit_headers(headers)
+        info = parse_rate_limit_headers(headers) if rate_limit is NOT_PARSED else rate_limit
         if info is None:
             return pause
         key_wide = model is None or self.headers_scope == "key"

@@ -42,14 +42,15 @@ CASES = [("chat, body trickled a byte per 50 ms", cases.trickle_body, chat),
           stream)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    print("deadline=%gs, %d runs per case" % (DEADLINE, args.runs))
+def rows(runs: int = 3) -> list:
+    """Table rows: worst and median elapsed seconds of a deadline=2 call per broken server."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _table import Row
+
+    out = []
     for label, handler, call in CASES:
         times = []
-        for _ in range(args.runs):
+        for _ in range(runs):
             with RawServer(handler) as server:
                 with llmroute.Client(server.base_url, "sk-bench-deadline",
                                      timeout=(5, 30)) as client:
@@ -59,7 +60,21 @@ def main() -> None:
                     except llmroute.APITimeoutError:
                         pass
                     times.append(time.monotonic() - started)
-        print("%-42s median %.3fs  worst %.3fs" % (label, statistics.median(times), max(times)))
+        worst = max(times)
+        out.append(Row("deadline=%gs against a broken server (%d runs)" % (DEADLINE, runs),
+                       label, "worst %.2f s" % worst, "", "%.2f×" % (worst / DEADLINE),
+                       "median %.2f s" % statistics.median(times),
+                       "≤ D + 0.5 s: %s" % ("met" if worst <= DEADLINE + 0.5 else "NOT met")))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    from _table import print_rows
+
+    print_rows(rows(args.runs))
 
 
 if __name__ == "__main__":

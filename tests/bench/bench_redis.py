@@ -25,6 +25,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
 
 from llmroute import Budget, Client, RateLimiter, RedisTokenBucket, Router  # noqa: E402
 from llmroute.limits import TokenBucket  # noqa: E402
@@ -109,6 +110,64 @@ def server_stats(url: str) -> dict:
     info = redis.Redis.from_url(url).info("commandstats")
     return {name: stats for name, stats in info.items() if name in (
         "cmdstat_evalsha", "cmdstat_script|load", "cmdstat_ping")}
+
+
+def redis_available() -> str:
+    """Why the Redis rows cannot run ("" when they can)."""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("redis") is None:
+        return "redis-py not installed (pip install '.[redis]')"
+    if not os.environ.get("LLMROUTE_TEST_REDIS_URL") and not shutil.which("redis-server"):
+        return "no LLMROUTE_TEST_REDIS_URL and no redis-server binary"
+    return ""
+
+
+def rows(url: str = None, seconds: float = 3.0, processes: int = 4) -> list:
+    """Table rows: acquires/s in memory and on Redis, Redis round trips per call. Starts a
+    throwaway redis-server when neither ``url`` nor LLMROUTE_TEST_REDIS_URL is given."""
+    from _table import Row, skipped
+
+    why = redis_available() if not url else ""
+    if why:
+        return [skipped("Redis bucket", "RedisTokenBucket / TokenBucket", why)]
+    url = url or os.environ.get("LLMROUTE_TEST_REDIS_URL")
+    server = None
+    if not url:
+        from _redis import RedisServer
+
+        server = RedisServer().start()
+        url = server.url
+    try:
+        memory = acquires_per_second(TokenBucket(rate=1e9, capacity=1e9), seconds)
+        bucket = RedisTokenBucket(url, "bench-" + uuid.uuid4().hex[:8], rate=1e9, capacity=1e9)
+        bucket.acquire(1)
+        one = acquires_per_second(bucket, seconds)
+        rates = fleet(url, processes, seconds)
+        per_chat, per_route, route_s = round_trips(url)
+        script = server_stats(url).get("cmdstat_evalsha", {})
+    finally:
+        if server is not None:
+            server.cleanup()
+    bench = "Redis bucket (1-token acquires, rate never binds, %g s; %s)" % (
+        seconds, "throwaway redis-server" if server is not None else "LLMROUTE_TEST_REDIS_URL")
+    return [
+        Row(bench, "acquires/s, 1 process × 1 thread: RedisTokenBucket / TokenBucket",
+            "%.0f/s" % one, "%.0f/s in memory" % memory, "%.3f×" % (one / memory), "",
+            "≥ 5,000/s: %s" % ("met" if one >= 5000 else "NOT met")),
+        Row(bench, "acquires/s, %d processes × 1 thread on one key (per process; total)"
+            % processes, "%.0f–%.0f/s; %.0f/s" % (min(rates), max(rates), sum(rates)), "",
+            "", "", ""),
+        Row(bench, "Redis round trips per Client.chat (limiter on Redis)", "%.2f" % per_chat,
+            "", "", "", "≤ 2: %s" % ("met" if per_chat <= 2 else "NOT met")),
+        Row(bench, "Redis round trips per Router.complete (+ Budget, health on Redis)",
+            "%.2f (%.1f ms/call)" % (per_route, route_s * 1000), "", "", "",
+            "≤ 4: %s" % ("met" if per_route <= 4 else "NOT met")),
+        Row(bench, "Redis server time per script call (INFO commandstats, evalsha)",
+            "%s µs" % script.get("usec_per_call", "?"), "", "", "",
+            "%s calls" % script.get("calls", "?")),
+    ]
 
 
 def main() -> int:
