@@ -31,8 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                "  llmroute usage --ledger usage.db --by tag --format csv > spend.csv\n"
                "  llmroute usage --ledger usage.db --html report.html")
     parser.add_argument("--ledger", metavar="FILE",
-                        help="the ledger: a SQLite file or a postgresql:// URL "
-                             "(default: $LLMROUTE_LEDGER)")
+                        help="the ledger: a SQLite file, a postgresql:// URL or a libpq "
+                             "'host=... dbname=...' string (default: $LLMROUTE_LEDGER)")
     parser.add_argument("--since", metavar="DATE", help="first moment included (UTC)")
     parser.add_argument("--until", metavar="DATE", help="first moment excluded (UTC)")
     parser.add_argument("--by", choices=tuple(GROUPINGS), default="model",
