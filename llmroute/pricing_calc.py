@@ -5,18 +5,25 @@ All arithmetic is the catalog's own (``ModelSpec.cost`` and ``ModelSpec.list_cos
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, localcontext
 from typing import Iterable, Optional, Tuple
 
 from .catalog import Catalog, default_catalog
 
 __all__ = ["CostEstimate", "estimate_cost", "compare_costs", "parse_token_count",
-           "MONTHS_PER"]
+           "MONTHS_PER", "MAX_TOKENS"]
 
 #: Months in each ``per`` period the calculator accepts (a year is 12 months).
 MONTHS_PER = {"month": 1, "year": 12}
-_SUFFIXES = {"": 1, "k": 10 ** 3, "m": 10 ** 6, "b": 10 ** 9, "t": 10 ** 12}
+#: The largest token count the calculator takes: a billion billion tokens is far past any
+#: workload, and the bound keeps costs within the digits ``Decimal`` formats exactly.
+MAX_TOKENS = 10 ** 18
+#: Powers of ten of each suffix (k, M, B, T).
+_SUFFIXES = {"": 0, "k": 3, "m": 6, "b": 9, "t": 12}
+#: Plain decimal digits with an optional fraction: no sign, no exponent, no NaN or infinity.
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ def _count(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("%s must be a non-negative whole number of tokens, got %r"
                          % (name, value))
+    if value > MAX_TOKENS:  # no %r: a huge int is past what Python turns into text
+        raise ValueError("%s must be at most 10^18 tokens" % name)
     return value
 
 
@@ -87,20 +96,20 @@ def compare_costs(prompt_tokens: int, completion_tokens: int, cached_tokens: int
 def parse_token_count(text: str, name: str = "token count") -> int:
     """``500M``, ``1.5B``, ``20k``, ``250000`` (suffixes k/M/B/T in either case) as an int.
 
-    Raises ``ValueError`` naming ``name`` for anything that is not a whole number of tokens.
+    Parsed exactly (no rounding at any length); exponent notation is refused. Raises
+    ``ValueError`` naming ``name`` for anything that is not a whole number of tokens.
     """
     raw = str(text).strip().replace("_", "").replace(",", "")
     suffix = raw[-1:].lower() if raw[-1:].isalpha() else ""
     if suffix not in _SUFFIXES:
         raise ValueError("%s: unknown suffix in %r (use k, M, B or T)" % (name, text))
-    try:
-        number = Decimal(raw[:len(raw) - len(suffix)]) * _SUFFIXES[suffix]
-    except InvalidOperation:
+    digits = raw[:len(raw) - len(suffix)]
+    if not _NUMBER.fullmatch(digits):
         raise ValueError("%s must be a number of tokens such as 500M, 1.5B, 20k or 250000, "
-                         "got %r" % (name, text)) from None
-    if not number.is_finite() or number < 0:
-        raise ValueError("%s must be a non-negative number of tokens, got %r" % (name, text))
+                         "got %r" % (name, text))
+    with localcontext() as exact:  # enough digits that scaling by the suffix never rounds
+        exact.prec = len(digits) + max(_SUFFIXES.values()) + 1
+        number = Decimal(digits).scaleb(_SUFFIXES[suffix])
     if number != number.to_integral_value():
-        raise ValueError("%s must be a whole number of tokens, got %r (= %s)"
-                         % (name, text, number.normalize()))
+        raise ValueError("%s must be a whole number of tokens, got %r" % (name, text))
     return int(number)

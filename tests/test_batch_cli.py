@@ -615,3 +615,14 @@ def test_redis_shares_the_quota_budget_and_health_of_the_hosts(tmp_path, env, ga
 
     spent = Budget("5", backend=redis_url, namespace=namespace).spent_usd
     assert spent > 0
+
+
+def test_a_boolean_max_tokens_on_a_line_never_reaches_the_gateway(tmp_path, gateway, client):
+    src = write_lines(tmp_path / "in.jsonl", [
+        {"id": "x", "prompt": "a", "model": "gpt-5.4", "max_tokens": True},
+        {"id": "y", "prompt": "b", "model": "gpt-5.4", "max_tokens": 20}])
+    code, err = run(src, "-o", tmp_path / "out.jsonl", "--no-progress", client=client)
+    assert code == 1, err
+    assert [r.json.get("max_tokens") for r in gateway.requests] == [20]
+    failed = next(r for r in read_records(tmp_path / "out.jsonl") if r["id"] == "x")
+    assert failed["ok"] is False and "max_tokens" in json.dumps(failed)

@@ -88,3 +88,28 @@ def test_ctrl_c_in_a_command_exits_130(monkeypatch, capsys):
     monkeypatch.setattr(command, "run", interrupted)
     assert cli.main(["classify", "hello"]) == cli.EXIT_INTERRUPTED
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_a_bug_in_a_command_is_one_line_and_exit_1_and_its_traceback_only_with_debug(
+        monkeypatch, capsys):
+    import llmroute.cli.classify as command
+
+    def buggy(args):
+        raise KeyError("sk-live-0123456789abcdef")  # a bug, and a key-shaped text in it
+
+    monkeypatch.setattr(command, "run", buggy)
+    assert cli.main(["classify", "hello"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("llmroute classify: error: internal error, KeyError:")
+    assert "sk-live-0123456789abcdef" not in err and "--debug" in err
+    with pytest.raises(KeyError):
+        cli.main(["classify", "--debug", "hello"])
+
+
+def test_print_text_escapes_what_the_stream_encoding_cannot_hold():
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii")
+    _common.print_text("modèle-😀", stream)
+    stream.flush()
+    assert raw.getvalue() == b"mod\\xe8le-\\U0001f600\n"

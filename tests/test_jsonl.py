@@ -234,3 +234,31 @@ def test_a_run_with_odd_answers_writes_each_id_once_and_a_resume_calls_nothing(t
     with jb.OutputWriter(out) as writer:
         jb.run(reader, writer, call, workers=2)
     assert sorted(calls) == [0, 1, 2, 3] and reader.skipped == 5
+
+
+@pytest.mark.parametrize("text", ['{"id": 1, "prompt": "a", "id": 2}',
+                                  '{"id": 1, "messages": [{"role": "user", "role": "system",'
+                                  ' "content": "x"}]}'])
+def test_a_line_with_a_key_twice_is_an_error_record_naming_the_key(text):
+    item = jb.parse_line(3, text)
+    assert item.problem is not None and item.problem.startswith("line 3: ")
+    assert "appears twice" in item.problem
+    assert item.key == "line:3"  # which id was meant is unknown: matched by line, not id
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_tokens", True), ("max_tokens", 0), ("max_tokens", 1.5), ("max_tokens", "50"),
+    ("max_completion_tokens", False), ("n", True), ("temperature", True),
+    ("temperature", "hot"), ("top_p", None),
+])
+def test_a_numeric_openai_param_that_is_not_a_number_is_an_error_record(field, value):
+    item = jb.parse_line(2, json.dumps({"id": "x", "prompt": "a", field: value}))
+    assert item.problem is not None and field in item.problem, item.problem
+
+
+def test_numeric_openai_params_that_are_numbers_pass_through():
+    item = jb.parse_line(2, json.dumps({"id": "x", "prompt": "a", "max_tokens": 50, "n": 1,
+                                        "temperature": 0, "top_p": 0.9, "seed": True}))
+    assert item.problem is None
+    assert item.params == {"max_tokens": 50, "n": 1, "temperature": 0, "top_p": 0.9,
+                           "seed": True}  # params llmroute does not read go through as given

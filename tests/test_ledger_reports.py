@@ -6,11 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
 import re
 import sqlite3
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -231,3 +236,67 @@ def test_usage_refuses_a_file_that_is_not_a_ledger_or_is_newer(tmp_path, ledger_
     assert "newer than the 1 this llmroute reads" in capsys.readouterr().err
     assert main(["usage"]) == 2
     assert "no ledger" in capsys.readouterr().err
+
+
+def _ledger_with(path, *models):
+    """A ledger with one call per model, one day apart (the first today)."""
+    now = time.time()
+    with Ledger(str(path)) as ledger:
+        for i, model in enumerate(models):
+            ledger.record(LedgerRow(now - DAY * i, model, prompt_tokens=10, completion_tokens=5,
+                                    cost_usd=Decimal("0.25") * (i + 1), latency_ms=12.0))
+    return str(path)
+
+
+def _usage_cli(*argv, env=None):
+    """``python -m llmroute usage ...`` in a child process, with ``env`` added."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "llmroute", "usage", *argv],
+                          capture_output=True, text=True, timeout=30,
+                          env=dict(os.environ, PYTHONPATH=str(root), **(env or {})))
+
+
+@pytest.mark.parametrize("extra", [[], ["--chart"], ["--format", "csv"]])
+def test_usage_prints_a_non_ascii_model_name_escaped_on_an_ascii_stdout(tmp_path, extra):
+    path = _ledger_with(tmp_path / "u.db", "gpt-5.4", "modèle-😀")
+    done = _usage_cli("--ledger", path, *extra, env={"PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0, done.stderr[-300:]
+    assert "gpt-5.4" in done.stdout and "mod\\xe8le-\\U0001f600" in done.stdout
+
+
+def test_the_chart_legend_cuts_a_200_character_model_name_to_80_columns():
+    rows = [("2026-11-01", "x" * 200, Decimal("1.50")), ("2026-11-01", "b", Decimal("1"))]
+    chart = render_spend_chart(rows, blocks=False, colour=False, title="t")
+    assert max(len(line) for line in chart.splitlines()) <= 80
+    assert "# " + "x" * 75 + "..." in chart
+
+
+def test_escape_sequences_in_a_model_name_are_shown_escaped_in_the_chart_and_the_table(
+        tmp_path):
+    evil = "evil\x1b[2J\x1b[31mred"
+    chart = render_spend_chart([("2026-11-01", evil, Decimal("1"))], blocks=False, colour=False)
+    with Ledger(_ledger_with(tmp_path / "e.db", evil), create=False) as ledger:
+        table = format_table(usage_report(ledger))
+    for text in (chart, table):
+        assert "\x1b" not in text and "evil\\x1b[2J\\x1b[31mred" in text
+
+
+def test_the_html_page_stays_well_formed_xml_with_control_characters_in_a_model_name(
+        tmp_path):
+    path = _ledger_with(tmp_path / "h.db", "ok-model", "bad\x1bmodel\x00", "<script>&")
+    with Ledger(path, create=False) as ledger:
+        page = render_html(usage_report(ledger, by="model"), daily_spend(ledger), source=path)
+    assert "<script>" not in page and "\x1b" not in page and "\x00" not in page
+    assert len(_svgs(page)) == 3  # each parses: no raw control character in any of them
+    assert "bad\\x1bmodel\\x00" in page
+
+
+def test_usage_json_csv_and_table_give_the_period_as_the_utc_moment(tmp_path, capsys):
+    path = _ledger_with(tmp_path / "j.db", "gpt-5.4")
+    period = ["--since", "2026-11-20T00:00+05:00", "--until", "2026-11-21T00:00:00.5Z"]
+    assert main(["usage", "--ledger", path, *period, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["since"], data["until"]) == ("2026-11-19T19:00:00Z", "2026-11-21T00:00:00.500000Z")
+    assert main(["usage", "--ledger", path, *period]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "period: 2026-11-19T19:00:00Z to 2026-11-21T00:00:00.500000Z (UTC, until exclusive)")

@@ -118,3 +118,57 @@ def test_cost_from_a_ledger_period(tmp_path, capsys):
 def test_cost_bad_input_exits_2(capsys, args, message):
     assert main(["cost"] + args) == 2
     assert message in capsys.readouterr().err
+
+
+def _cost_cli(*argv):
+    """``python -m llmroute cost ...`` in a child process: what a user's terminal shows."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "llmroute", "cost", *argv], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(root)), timeout=30)
+
+
+@pytest.mark.parametrize("count", ["1e30", "12345678901234567890123456789k", "1e100000"])
+def test_cost_with_a_huge_or_exponent_token_count_is_one_line_and_exit_2(count):
+    done = _cost_cli("--model", "claude-opus-4.6", "--input-tokens", count,
+                     "--output-tokens", "1")
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 2, (done.returncode, done.stderr[-300:])
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["1e3", "1E3k", "-0", "+5", "inf", "Infinity", "1.5e2"])
+def test_token_counts_in_exponent_or_signed_notation_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_token_count(text)
+
+
+def test_a_token_count_that_is_not_whole_is_refused_even_past_28_digits():
+    # 1.0000000000000000000000000001k is 1000.0000000000000000000000001 tokens: not whole.
+    with pytest.raises(ValueError, match="whole"):
+        parse_token_count("1.0000000000000000000000000001k")
+
+
+def test_a_token_count_is_parsed_exactly_not_rounded_to_28_digits():
+    assert parse_token_count("12345678901234567890123456789k") == \
+        12345678901234567890123456789000
+
+
+def test_estimates_refuse_more_than_10_to_the_18_tokens_without_printing_the_number():
+    from llmroute.pricing_calc import MAX_TOKENS
+
+    assert estimate_cost("gpt-5.4", MAX_TOKENS, 0).prompt_tokens == MAX_TOKENS
+    with pytest.raises(ValueError, match="at most 10\\^18") as caught:
+        estimate_cost("gpt-5.4", 10 ** 5000, 1)  # past Python's 4300-digit int-to-text limit
+    assert len(str(caught.value)) < 100
+
+
+def test_cost_since_or_until_without_from_ledger_is_refused_even_when_empty(capsys):
+    for option in ("--since", "--until"):
+        assert main(["cost", "--model", "gpt-5.4", "--input-tokens", "1", "--output-tokens", "1",
+                     option, ""]) == 2
+        assert "--from-ledger" in capsys.readouterr().err

@@ -143,3 +143,13 @@ def test_four_processes_of_four_threads_share_one_bucket(redis_url, namespace):
         worst = max(worst, i - j + 1)
     assert worst <= 44, worst
     assert all(len(r["grants"]) > 60 for r in reports)  # nobody starved
+
+
+def test_a_password_in_the_url_query_never_appears_in_a_repr(redis_package):
+    bucket = RedisTokenBucket("redis://127.0.0.1:1/0?password=hunter2", "k", 10, 10)
+    assert "hunter2" not in repr(bucket)
+    assert rc.describe("redis://h:1/0?db=0&Password=hunter2&x=1") == \
+        "redis://h:1/0?db=0&Password=***&x=1"
+    assert rc.describe("unix:///tmp/redis.sock?db=1") == "unix:///tmp/redis.sock?db=1"
+    assert rc.describe("unix:///tmp/redis.sock?password=hunter2") == \
+        "unix:///tmp/redis.sock?password=***"

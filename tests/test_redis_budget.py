@@ -80,3 +80,11 @@ def test_four_processes_stop_at_the_shared_limit(redis_url, namespace, gw):
     assert sum(r["refused"] for r in reports) == 12  # every thread was stopped by the budget
     assert limit / 2 < sum(billed) <= limit + worst
     assert Budget(limit, backend=redis_url, namespace=namespace).spent_usd == sum(billed)
+
+
+def test_a_wrong_type_at_the_budget_key_fails_closed_with_a_budget_error(
+        redis_url, redis_client, namespace):
+    budget = Budget("10", backend=redis_url, namespace=namespace)
+    redis_client.set(budget.redis_keys()[0], "not a hash")  # WRONGTYPE for the scripts
+    with pytest.raises(BudgetExceededError, match="failing closed"):
+        budget.reserve(Decimal("1"))

@@ -67,3 +67,10 @@ def test_a_routed_call_costs_at_most_four_round_trips(redis_url, namespace, gw):
     for _ in range(5):
         router.complete("Write a haiku about rain", task="general")
     assert type(counting).commands - before <= 4 * 5
+
+
+def test_a_wrong_type_at_the_health_key_falls_back_to_local_state(
+        redis_url, redis_client, namespace):
+    board = RedisHealthBoard(backend=redis_url, namespace=namespace)
+    redis_client.set(board.redis_keys("gpt-5.4")[0], "not a hash")  # WRONGTYPE for HGETALL
+    assert board.check("gpt-5.4") is None

@@ -250,3 +250,27 @@ def test_settle_moves_the_difference_once_and_pauses_follow_their_scope(redis_ur
     per_model = _limiter(redis_url, namespace + "-m", rpm=60)
     per_model.observe("m", 429, {"Retry-After": "5"})
     assert per_model.pause_remaining("other") == 0 and per_model.pause_remaining("m") > 4
+
+
+def test_a_wrong_type_at_a_limiter_key_falls_back_to_local_limits(
+        redis_url, redis_client, namespace):
+    limiter = RateLimiter(rpm=600, tpm=100_000, backend=redis_url, namespace=namespace,
+                          expected_processes=2, on_backend_error="local")
+    try:
+        redis_client.set(limiter.redis_keys(None)["rq"], "not a hash")  # WRONGTYPE for HMGET
+        reservation = limiter.reserve(10)
+        reservation.settle(10)
+    finally:
+        limiter.close()
+
+
+def test_a_wrong_type_at_a_limiter_key_is_backend_unavailable_in_raise_mode(
+        redis_url, redis_client, namespace):
+    limiter = RateLimiter(rpm=600, tpm=100_000, backend=redis_url, namespace=namespace,
+                          expected_processes=2, on_backend_error="raise")
+    try:
+        redis_client.set(limiter.redis_keys(None)["rq"], "not a hash")
+        with pytest.raises(BackendUnavailableError, match="ResponseError"):
+            limiter.reserve(10)
+    finally:
+        limiter.close()

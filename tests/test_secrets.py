@@ -111,3 +111,28 @@ def test_a_bad_header_of_a_callers_session_is_refused_without_quoting_it():
     with pytest.raises(ValueError, match="session.headers") as info:
         llmroute.Client("http://127.0.0.1:9/v1", KEY, session=session)
     assert KEY not in everything_shown(info.value)
+
+
+def test_usage_takes_a_keyword_conninfo_as_postgres_and_never_prints_its_password():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("psycopg")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "llmroute", "usage", "--ledger",
+         "host=127.0.0.1 port=1 password=hunter2 dbname=x"], capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=str(root)), timeout=30)
+    assert done.returncode == 2
+    assert "postgresql://127.0.0.1:1/x" in done.stderr  # recognised as PostgreSQL, not a file
+    assert "hunter2" not in done.stdout + done.stderr, done.stderr
+
+
+def test_a_ledger_error_never_echoes_a_password_in_the_target(tmp_path):
+    from llmroute.ledger import Ledger, LedgerError
+
+    with pytest.raises(LedgerError) as info:
+        Ledger(str(tmp_path / "no such password=hunter2"), create=False)
+    assert "hunter2" not in str(info.value) and "password=***" in str(info.value)

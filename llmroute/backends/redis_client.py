@@ -38,6 +38,8 @@ ON_BACKEND_ERROR = ("local", "raise")
 KEY_ROOT = "llmroute"
 _SCHEMES = ("redis", "rediss", "unix")
 _NAME = re.compile(r"^[^{}\s]{1,100}$")
+#: The value of a ``password`` query parameter (in any case), masked by ``describe``.
+_PASSWORD_PARAM = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 
 
 def check_name(what: str, value: Any) -> str:
@@ -56,14 +58,16 @@ def key_prefix(namespace: str, part: str) -> str:
 def describe(backend: Any) -> str:
     """A backend for logs and reprs: a URL without its password, or the client's class name."""
     if isinstance(backend, str):
-        parts = urlsplit(backend)
+        text, parts = backend, urlsplit(backend)
         if parts.password is not None:
             host = parts.hostname or ""
             if parts.port is not None:
                 host = "%s:%d" % (host, parts.port)
             user = parts.username or ""
-            parts = parts._replace(netloc="%s:***@%s" % (user, host))
-        return urlunsplit(parts)
+            text = urlunsplit(parts._replace(netloc="%s:***@%s" % (user, host)))
+        # redis-py also takes ?password=...; edited as text so unix:///path keeps its slashes
+        head, mark, query = text.partition("?")
+        return head + mark + _PASSWORD_PARAM.sub(r"\1***", query)
     return type(backend).__name__
 
 
@@ -77,10 +81,14 @@ def _redis_module() -> Any:
 
 
 def backend_errors() -> Tuple[type, ...]:
-    """The redis exceptions meaning "Redis is not answering" (not a bug in a script)."""
+    """The redis exceptions a Guard treats as a backend failure: Redis not answering, and any
+    error reply (``ResponseError``: a WRONGTYPE value at one of our keys, a script error), so
+    odd state at a key degrades like an outage instead of failing the call. NOSCRIPT never
+    gets here: ``Script`` loads the script again."""
     exc = _redis_module().exceptions
     names = ("ConnectionError", "TimeoutError", "ReadOnlyError", "MasterDownError",
-             "ClusterDownError", "TryAgainError", "OutOfMemoryError", "BusyLoadingError")
+             "ClusterDownError", "TryAgainError", "OutOfMemoryError", "BusyLoadingError",
+             "ResponseError")
     return tuple(getattr(exc, n) for n in names if hasattr(exc, n)) + (OSError,)
 
 
@@ -205,12 +213,12 @@ class Guard:
                 self.outages += 1
                 self._start_prober()
         if first:
-            logger.warning("%s: Redis did not answer while %s (%s: %s); %s until it answers "
+            logger.warning("%s: Redis failed while %s (%s: %s); %s until it answers "
                            "again (probing every %gs)", self.what, doing, type(err).__name__, err,
                            "raising" if self.on_error == "raise" else "using per-process state",
                            self.probe_seconds)
         if self.on_error == "raise":
-            raise BackendUnavailableError("%s: Redis did not answer while %s (%s)"
+            raise BackendUnavailableError("%s: Redis failed while %s (%s)"
                                           % (self.what, doing, type(err).__name__)) from err
 
     def _start_prober(self) -> None:

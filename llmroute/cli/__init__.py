@@ -17,7 +17,7 @@ import sys
 from typing import Any, NoReturn, Optional, Sequence
 
 from .._version import __version__
-from ..errors import LLMRouteError
+from ..errors import LLMRouteError, redact
 from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
                       print_error)
 
@@ -71,6 +71,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if debug:
             raise
         print_error("llmroute %s" % args.command, "%s: %s" % (type(err).__name__, err))
+        return EXIT_FAILED
+    except Exception as err:  # noqa: BLE001 - the program's edge: a bug in a command must
+        # still end in one line and an exit code, never a traceback on a user's terminal.
+        if debug:
+            raise
+        print_error("llmroute %s" % args.command, "internal error, %s: %s (run with --debug "
+                    "for the traceback)" % (type(err).__name__, redact(str(err))))
         return EXIT_FAILED
 
 

@@ -10,7 +10,7 @@ import sys
 from typing import Optional, TextIO
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "UsageError",
-           "print_error"]
+           "print_error", "print_text"]
 
 #: Everything the command was asked to do succeeded.
 EXIT_OK = 0
@@ -26,7 +26,23 @@ class UsageError(Exception):
     """A problem with how a command was called: reported in one line, exit code 2."""
 
 
+def print_text(text: str, stream: Optional[TextIO] = None, end: str = "\n") -> None:
+    """Write ``text`` to ``stream`` (default stdout) even when its encoding cannot hold every
+    character (``PYTHONIOENCODING=ascii``, a legacy console): those are written as
+    ``\\xe8``-style escapes instead of raising ``UnicodeEncodeError``."""
+    out = stream if stream is not None else sys.stdout
+    text += end
+    encoding = getattr(out, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:  # an encoding Python does not know: leave the stream to decide
+        pass
+    out.write(text)
+
+
 def print_error(command: str, problem: object, stream: Optional[TextIO] = None) -> None:
     """Write ``<command>: error: <problem>`` as one line to ``stream`` (default stderr)."""
     text = " ".join(str(problem).split()) or type(problem).__name__
-    print("%s: error: %s" % (command, text), file=stream if stream is not None else sys.stderr)
+    print_text("%s: error: %s" % (command, text), stream if stream is not None else sys.stderr)

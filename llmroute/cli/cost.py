@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         prompt, completion, cached, period, spent = mix
         months = 1
     else:
-        if args.since or args.until:
+        if args.since is not None or args.until is not None:
             return _fail("--since and --until go with --from-ledger")
         if args.input_tokens is None or args.output_tokens is None:
             return _fail("give --input-tokens and --output-tokens (or --from-ledger FILE)")

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
+from .. import _checks as checks
 from .._candidates import PRIORITIES
 from .._options import CALL_OPTIONS
 from ..batching import BatchInterrupted, ItemResult, batch
@@ -35,6 +36,12 @@ ITEM_FIELDS = frozenset({"id", "prompt", "messages", "model", "task", "priority"
 FORBIDDEN_FIELDS = CALL_OPTIONS | {"stream", "max_cost_usd"}
 #: A string ``priority`` on a line is the router's for that item; a number orders submission.
 ROUTER_PRIORITIES = PRIORITIES
+#: OpenAI parameters llmroute reads (reservations, worst-case costs) or that no gateway takes
+#: as anything but a number: checked on each line, so ``"max_tokens": true`` is an error record,
+#: not a request. ``True``: a whole number of at least 1.
+NUMERIC_PARAMS = {"max_tokens": True, "max_completion_tokens": True, "n": True,
+                  "temperature": False, "top_p": False, "presence_penalty": False,
+                  "frequency_penalty": False}
 #: Invalid lines the summary keeps to list one by one; the rest are counted.
 SUMMARY_INVALID_LINES = 10
 
@@ -77,6 +84,19 @@ class _NotJSON(ValueError):
     """A number JSON cannot carry (NaN, Infinity, out of a double's range)."""
 
 
+class _DuplicateKey(ValueError):
+    """An object with one key twice: which value was meant is unknown (json keeps the last)."""
+
+
+def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    data: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey("the key %s appears twice in one object" % json.dumps(key)[:60])
+        data[key] = value
+    return data
+
+
 def _refuse_constant(name: str) -> Any:
     raise _NotJSON("%s is not a JSON number" % name)
 
@@ -90,8 +110,10 @@ def _finite_float(text: str) -> float:
 
 def loads_strict(text: str) -> Any:
     """``json.loads`` that refuses NaN, Infinity and numbers that overflow to infinity
-    (Python's json accepts them; they are not JSON and no gateway takes them)."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    (Python's json accepts them; they are not JSON and no gateway takes them), and an object
+    with a key twice (Python's json silently keeps the last value)."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                      object_pairs_hook=_unique_keys)
 
 
 def _lenient_id(text: str) -> Any:
@@ -113,6 +135,8 @@ def parse_line(line: int, text: str) -> Item:
         data = loads_strict(text)
     except _NotJSON as err:
         return _invalid(line, "not valid JSON: %s" % err, _lenient_id(text))
+    except _DuplicateKey as err:  # no id named: with two ids, which one is unknown
+        return _invalid(line, str(err))
     except (ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
         return _invalid(line, "not valid JSON (%s)" % err)
     if not isinstance(data, dict):
@@ -156,6 +180,12 @@ def _item_problem(data: Mapping[str, Any]) -> Optional[str]:
     forbidden = sorted(FORBIDDEN_FIELDS.intersection(data))
     if forbidden:
         return "%s cannot be set per line in a batch" % ", ".join(forbidden)
+    for name, whole in NUMERIC_PARAMS.items():
+        if name in data:
+            try:
+                checks.number(name, data[name], integer=whole, minimum=1 if whole else None)
+            except ValueError as err:
+                return str(err)
     return None
 
 

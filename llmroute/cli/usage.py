@@ -11,10 +11,9 @@ import os
 import sys
 from typing import Any
 
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_error
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_error, print_text
 
 __all__ = ["add_parser", "run"]
-
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -32,8 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                "  llmroute usage --ledger usage.db --by tag --format csv > spend.csv\n"
                "  llmroute usage --ledger usage.db --html report.html")
     parser.add_argument("--ledger", metavar="FILE",
-                        help="the ledger: a SQLite file or a postgresql:// URL "
-                             "(default: $LLMROUTE_LEDGER)")
+                        help="the ledger: a SQLite file, a postgresql:// URL or a libpq "
+                             "'host=... dbname=...' string (default: $LLMROUTE_LEDGER)")
     parser.add_argument("--since", metavar="DATE", help="first moment included (UTC)")
     parser.add_argument("--until", metavar="DATE", help="first moment excluded (UTC)")
     parser.add_argument("--by", choices=tuple(GROUPINGS), default="model",
@@ -87,16 +86,16 @@ def run(args: argparse.Namespace) -> int:
         daily = daily_spend(ledger, since=args.since, until=args.until) \
             if args.chart or args.html else []
         if args.chart:
-            print(render_spend_chart(daily, blocks=can_encode_blocks(sys.stdout),
-                                     colour=use_colour(sys.stdout),
-                                     title="spend per day (UTC), stacked by model"))
-            print()
+            print_text(render_spend_chart(daily, blocks=can_encode_blocks(sys.stdout),
+                                          colour=use_colour(sys.stdout),
+                                          title="spend per day (UTC), stacked by model"))
+            print_text("")
         if args.format == "json":
-            print(json.dumps(to_json(report), indent=2))
+            print_text(json.dumps(to_json(report), indent=2))
         elif args.format == "csv":
-            sys.stdout.write(to_csv(report))
+            print_text(to_csv(report), end="")
         else:
-            print(format_table(report))
+            print_text(format_table(report))
         if args.html:
             by_model = report if args.by == "model" else usage_report(
                 ledger, by="model", since=args.since, until=args.until)
@@ -107,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
             except OSError as err:
                 return _fail("cannot write %s: %s" % (args.html, err.strerror or err),
                              EXIT_FAILED)
-            print("wrote %s (%d bytes)" % (args.html, len(page.encode("utf-8"))),
-                  file=sys.stderr)
+            print_text("wrote %s (%d bytes)" % (args.html, len(page.encode("utf-8"))),
+                       sys.stderr)
         return EXIT_OK
     except LedgerError as err:
         return _fail(str(err), EXIT_FAILED)

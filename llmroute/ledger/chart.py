@@ -1,13 +1,16 @@
 """Spend per day as a stacked bar chart for the terminal: one bar per day, one glyph per model.
 
-Fits 80 columns. Block characters when the output can encode them, plain ASCII otherwise;
-ANSI colour only on a terminal and never when ``NO_COLOR`` is set (https://no-color.org).
+Fits 80 columns: long model names are cut, their control characters shown escaped. Block
+characters when the output can encode them, plain ASCII otherwise; ANSI colour only on a
+terminal and never when ``NO_COLOR`` is set (https://no-color.org).
 """
 from __future__ import annotations
 
 import os
 from decimal import Decimal
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+
+from .names import shown_name
 
 __all__ = ["render_spend_chart", "use_colour", "can_encode_blocks", "MAX_SERIES"]
 
@@ -81,7 +84,9 @@ def render_spend_chart(rows: Sequence[Tuple[str, str, Decimal]], *, blocks: bool
             used = end
         bar = "".join(cells) + " " * (bar_width - used)
         lines.append("%s %s %s" % (day, bar, amounts[day].rjust(label)))
-    legend = ["%s %s" % (paint(glyphs[i], i), name) for i, name in enumerate(names)]
+    # A legend item is the glyph, a space and the name: names are cut so each item fits a line.
+    legend = ["%s %s" % (paint(glyphs[i], i), shown_name(name, width - 2))
+              for i, name in enumerate(names)]
     lines.append("")
     line = ""
     for item in legend:  # wrap the legend at the width; colour codes take no columns

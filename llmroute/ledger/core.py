@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from datetime import date, datetime, timezone
@@ -16,7 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..costs import units_to_usd
 from .rows import STATUS_OK, LedgerRow
-from .schema import TABLE, LedgerError
+from .schema import TABLE, LedgerError, mask_password
 from .writer import (DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, DEFAULT_PUT_TIMEOUT, RowWriter,
                      forget_inherited, track_fork)
 
@@ -26,6 +27,9 @@ Target = Union[str, "os.PathLike[str]"]
 When = Union[None, str, date, datetime]
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
+#: A libpq keyword conninfo string ("host=db port=5432 dbname=x"): PostgreSQL, not a file name.
+_PG_KEYWORDS = re.compile(r"\s*(?:host|hostaddr|port|dbname|user|password|passfile|service|"
+                          r"sslmode|connect_timeout|application_name|options)\s*=")
 
 # Sums of integer money split in two (whole micro-dollars and the remainder) so that neither
 # SQLite's 64-bit SUM can overflow before 9.2 trillion dollars; joined exactly in Python.
@@ -71,11 +75,13 @@ def to_us(when: When, what: str = "time") -> Optional[int]:
 
 
 def _open_store(target: Target, busy_timeout: float) -> Any:
-    if isinstance(target, str) and target.startswith(_PG_SCHEMES):
+    if isinstance(target, str) and (target.startswith(_PG_SCHEMES)
+                                    or _PG_KEYWORDS.match(target)):
         from .postgres import PostgresStore  # psycopg is imported only here
         return PostgresStore(target)
     if not isinstance(target, (str, os.PathLike)) or not os.fspath(target):
-        raise ValueError("ledger must be a file path or a postgresql:// URL, got %r" % (target,))
+        raise ValueError("ledger must be a file path or a postgresql:// URL, got %r"
+                         % (mask_password(target) if isinstance(target, str) else target,))
     from .sqlite import SQLiteStore  # sqlite3 is imported only here
     return SQLiteStore(os.fspath(target), busy_timeout=busy_timeout)
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Dict, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape, quoteattr
 
+from .names import shown_name
 from .reports import UsageReport
 
 __all__ = ["render_html"]
@@ -38,8 +39,13 @@ def _colour(index: int) -> str:
     return _PALETTE[index % len(_PALETTE)]
 
 
+def _text(value: object) -> str:
+    """``value`` as HTML/SVG text: names made XML-safe (``shown_name``), then escaped."""
+    return escape(shown_name(str(value)))
+
+
 def _attrs(**values: object) -> str:
-    return " ".join("%s=%s" % (k.rstrip("_").replace("_", "-"), quoteattr(str(v)))
+    return " ".join("%s=%s" % (k.rstrip("_").replace("_", "-"), quoteattr(shown_name(str(v))))
                     for k, v in values.items())
 
 
@@ -60,7 +66,7 @@ def _spend_svg(rows: Sequence[Tuple[str, str, Decimal]], models: List[str]) -> s
         parts.append('<line %s/>' % _attrs(x1=left, x2=width - 10, y1="%.1f" % y, y2="%.1f" % y,
                                            stroke="#eee"))
         parts.append('<text %s>%s</text>' % (_attrs(x=left - 6, y="%.1f" % (y + 4),
-                                                    text_anchor="end"), escape("$%.2f" % value)))
+                                                    text_anchor="end"), _text("$%.2f" % value)))
     label_every = max(1, len(days) // 12)
     for i, day in enumerate(days):
         x = left + i * step + (step - bar) / 2
@@ -73,11 +79,11 @@ def _spend_svg(rows: Sequence[Tuple[str, str, Decimal]], models: List[str]) -> s
                 _attrs(class_="bar", x="%.2f" % x, y="%.2f" % y, width="%.2f" % bar,
                        height="%.2f" % h, fill=_colour(j), data_day=day, data_model=model,
                        data_cost=value),
-                escape("%s %s %s" % (day, model, _money(value)))))
+                _text("%s %s %s" % (day, model, _money(value)))))
         if i % label_every == 0:
             parts.append('<text %s>%s</text>' % (
                 _attrs(x="%.1f" % (x + bar / 2), y=height - bottom + 16, text_anchor="middle"),
-                escape(day[5:])))
+                _text(day[5:])))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -95,30 +101,30 @@ def _hbars_svg(label: str, series: Sequence[Tuple[str, Sequence[Tuple[str, float
     for i, (name, values) in enumerate(series):
         y0 = 5 + i * row_h
         parts.append('<text %s>%s</text>' % (_attrs(x=left - 8, y=y0 + 12, text_anchor="end"),
-                                             escape(name)))
+                                             _text(name)))
         for j, (what, value, shown) in enumerate(values):
             y = y0 + j * 14
             w = plot_w * value / peak
             parts.append('<rect %s><title>%s</title></rect>' % (
                 _attrs(class_=css_class, x=left, y=y, width="%.2f" % w, height=bar_h,
                        fill=_colour(j), data_name=name, data_series=what, data_value=value),
-                escape("%s %s: %s" % (name, what, shown))))
+                _text("%s %s: %s" % (name, what, shown))))
             parts.append('<text %s>%s</text>' % (_attrs(x="%.1f" % (left + w + 4), y=y + 10),
-                                                 escape("%s %s" % (what, shown))))
+                                                 _text("%s %s" % (what, shown))))
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _legend(names: Sequence[str]) -> str:
     return '<p class="legend">%s</p>' % "".join(
-        '<span><i style="background:%s"></i>%s</span>' % (_colour(i), escape(n))
+        '<span><i style="background:%s"></i>%s</span>' % (_colour(i), _text(n))
         for i, n in enumerate(names))
 
 
 def _table(report: UsageReport) -> str:
     head = ("requests", "errors", "tokens in", "tokens out", "cached", "cost USD", "p50 ms",
             "p95 ms", "p99 ms")
-    out = ['<table><tr><th>%s</th>%s</tr>' % (escape(report.by), "".join(
+    out = ['<table><tr><th>%s</th>%s</tr>' % (_text(report.by), "".join(
         '<th class="n">%s</th>' % h for h in head))]
 
     def ms(v: Optional[float]) -> str:
@@ -129,8 +135,9 @@ def _table(report: UsageReport) -> str:
                  "{:,}".format(group.prompt_tokens), "{:,}".format(group.completion_tokens),
                  "{:,}".format(group.cached_tokens), str(group.cost_usd), ms(group.p50_ms),
                  ms(group.p95_ms), ms(group.p99_ms))
-        out.append('<tr class="%s"><td>%s</td>%s</tr>' % (css, escape(group.key or "(none)"), "".join(
-            '<td class="n">%s</td>' % escape(c) for c in cells)))
+        out.append('<tr class="%s"><td>%s</td>%s</tr>' % (
+            css, _text(group.key or "(none)"), "".join('<td class="n">%s</td>' % _text(c)
+                                                        for c in cells)))
     out.append("</table>")
     return "".join(out)
 
@@ -151,10 +158,10 @@ def render_html(report: UsageReport, daily: Sequence[Tuple[str, str, Decimal]], 
                                                  report.until or "now")
     return "".join([
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<title>%s</title><style>%s</style></head><body>" % (escape(title), _STYLE),
+        "<title>%s</title><style>%s</style></head><body>" % (_text(title), _STYLE),
         "<h1>%s</h1><p>%s%s. Total %s over %s requests.</p>" % (
-            escape(title), escape(source + ", " if source else ""), escape(period),
-            escape(_money(report.total.cost_usd)), "{:,}".format(report.total.requests)),
+            _text(title), _text(source + ", " if source else ""), _text(period),
+            _text(_money(report.total.cost_usd)), "{:,}".format(report.total.requests)),
         "<h2>Spend per day, by model</h2>", _legend(models), _spend_svg(daily, models),
         "<h2>Tokens per model</h2>", _hbars_svg("tokens per model", tokens, "tokens", "tokens"),
         "<h2>Latency percentiles per model</h2>",

@@ -11,12 +11,13 @@ import io
 import math
 from array import array
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..costs import units_to_usd
-from .core import Ledger, When, join_units, split_units_sql
+from .core import Ledger, When, join_units, split_units_sql, to_us
+from .names import shown_name
 from .rows import STATUS_OK
 from .schema import TABLE
 
@@ -88,7 +89,14 @@ def _percentile(ordered: Sequence[float], p: int) -> Optional[float]:
 
 
 def _iso(when: When) -> Optional[str]:
-    return None if when is None else str(when)
+    """The moment ``when`` names, in UTC: ``2026-11-19`` for a midnight, else ``…T19:00:00Z``."""
+    micros = to_us(when)
+    if micros is None:
+        return None
+    if micros % _US_PER_DAY == 0:
+        return day_of(micros // _US_PER_DAY)
+    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def usage_report(ledger: Ledger, *, by: str = "model", since: When = None,
@@ -162,13 +170,15 @@ def _ms(value: Optional[float]) -> str:
 
 def _cells(group: GroupTotals) -> List[str]:
     cost = "{:,}".format(group.cost_usd.quantize(_CENT_MICROS))
-    return [group.key or "(none)", "{:,}".format(group.requests), "{:,}".format(group.errors),
-            "{:,}".format(group.prompt_tokens), "{:,}".format(group.completion_tokens), cost,
+    return [shown_name(group.key) or "(none)", "{:,}".format(group.requests),
+            "{:,}".format(group.errors), "{:,}".format(group.prompt_tokens),
+            "{:,}".format(group.completion_tokens), cost,
             _ms(group.p50_ms), _ms(group.p95_ms), _ms(group.p99_ms)]
 
 
 def format_table(report: UsageReport) -> str:
-    """An aligned plain-text table (cost shown to the micro-dollar; CSV and JSON are exact)."""
+    """An aligned plain-text table (cost shown to the micro-dollar, names through
+    ``shown_name``; CSV and JSON are exact)."""
     rows = [[report.by] + list(_HEADERS)] + [_cells(g) for g in report.groups]
     rows.append(_cells(report.total))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

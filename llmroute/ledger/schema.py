@@ -6,12 +6,13 @@ written by an older llmroute is migrated forward on open; one written by a newer
 """
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Tuple
 
 from ..errors import LLMRouteError
 
 __all__ = ["SCHEMA_VERSION", "TABLE", "VERSION_TABLE", "LedgerError", "LedgerVersionError",
-           "migrations", "check_version", "current_version"]
+           "migrations", "check_version", "current_version", "mask_password"]
 
 TABLE = "llmroute_calls"
 VERSION_TABLE = "llmroute_schema"  # PostgreSQL only
@@ -23,6 +24,17 @@ class LedgerError(LLMRouteError):
 
 class LedgerVersionError(LedgerError):
     """The ledger was written by a newer llmroute whose schema this code does not know."""
+
+
+# A ``password=`` setting (libpq keyword style, plain or 'quoted') or a URL's ``user:password@``.
+_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)"
+                       r"|(://[^/@:\s]*:)[^/@\s]*@")
+
+
+def mask_password(target: str) -> str:
+    """A ledger target fit for a message: every password in it replaced by ``***``."""
+    return _PASSWORD.sub(lambda m: (m.group(1) + "***") if m.group(1) else m.group(3) + "***@",
+                         target)
 
 
 # Column types per dialect; the statements below are shared templates.

@@ -11,7 +11,8 @@ import sqlite3
 from typing import Any, Iterator, List, Sequence
 
 from .rows import COLUMNS
-from .schema import TABLE, LedgerError, check_version, current_version, migrations
+from .schema import (TABLE, LedgerError, check_version, current_version, mask_password,
+                     migrations)
 
 __all__ = ["SQLiteStore"]
 
@@ -27,25 +28,25 @@ class SQLiteStore:
 
     def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
-        self.where = self.path
+        self.where = mask_password(self.path)  # what messages show: never a password
         self.busy_timeout = busy_timeout
 
     def connect(self, *, create: bool = False, ensure: bool = True) -> sqlite3.Connection:
         """Open the file; ``create`` makes a new ledger, ``ensure`` checks and migrates it."""
         if not create and not os.path.exists(self.path):
-            raise LedgerError("ledger %s does not exist" % (self.path,))
+            raise LedgerError("ledger %s does not exist" % (self.where,))
         try:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                    check_same_thread=False)
         except sqlite3.Error as err:
-            raise LedgerError("cannot open ledger %s: %s" % (self.path, err)) from None
+            raise LedgerError("cannot open ledger %s: %s" % (self.where, err)) from None
         try:
             if ensure:
                 self._ensure_schema(conn, create)
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process kill
         except sqlite3.DatabaseError as err:
             conn.close()
-            raise LedgerError("%s is not a ledger: %s" % (self.path, err)) from None
+            raise LedgerError("%s is not a ledger: %s" % (self.where, err)) from None
         except BaseException:
             conn.close()
             raise
@@ -53,19 +54,19 @@ class SQLiteStore:
 
     def _ensure_schema(self, conn: sqlite3.Connection, create: bool) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        check_version(version, self.path)
+        check_version(version, self.where)
         if version == current_version():
             return
         if version == 0 and not self._is_empty(conn):
-            raise LedgerError("%s is an SQLite database but not an llmroute ledger" % self.path)
+            raise LedgerError("%s is an SQLite database but not an llmroute ledger" % self.where)
         if version == 0 and not create:
-            raise LedgerError("%s is not a ledger (no llmroute schema)" % (self.path,))
+            raise LedgerError("%s is not a ledger (no llmroute schema)" % (self.where,))
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
-            raise LedgerError("%s: cannot switch the file to WAL mode" % (self.path,))
+            raise LedgerError("%s: cannot switch the file to WAL mode" % (self.where,))
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process?
-            check_version(version, self.path)
+            check_version(version, self.where)
             for step, statements in migrations(self.dialect, version):
                 for sql in statements:
                     conn.execute(sql)
