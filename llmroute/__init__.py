@@ -11,7 +11,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .catalog import Catalog, ModelSpec
 from .client import Client
 from .errors import (
     APIConnectionError, APIStatusError, APITimeoutError, AllModelsFailedError,
@@ -28,6 +27,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on firs
     from . import presets
     from ._headers import RateLimitInfo, parse_retry_after
     from .backends.redis_bucket import RedisTokenBucket
+    from .catalog import Catalog, ModelSpec
     from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
     from .batching import BatchInterrupted, BatchResult, ItemResult, batch
     from .classification import Classification, Classifier, TaskType, classify
@@ -50,6 +50,7 @@ _LAZY = {
     "batch": ".batching",
     "Classification": ".classification", "Classifier": ".classification",
     "TaskType": ".classification", "classify": ".classification",
+    "Catalog": ".catalog", "ModelSpec": ".catalog",
     "Budget": ".costs", "CostSnapshot": ".costs", "CostTracker": ".costs", "ModelTotals": ".costs",
     "CooldownPolicy": ".health", "LatencyStats": ".health", "ModelHealth": ".health",
     "Ledger": ".ledger",
@@ -75,7 +76,7 @@ __all__ = [
     "RateLimitTimeout",
     "StreamInterruptedError", "StreamTimeoutError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
-    "Attempt", "Catalog", "ChatResult", "Client", "ModelSpec", "RetryPolicy", "ToolCall", "Usage",
+    "Attempt", "ChatResult", "Client", "RetryPolicy", "ToolCall", "Usage",
     "presets",
 ] + sorted(_LAZY)
 

@@ -6,8 +6,6 @@ caller says otherwise, and every message names the argument and shows the value 
 from __future__ import annotations
 
 import math
-import numbers
-from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Optional, Union
 
 __all__ = ["number", "text", "choice", "money", "callable_"]
@@ -20,6 +18,15 @@ def _describe(value: Any) -> str:
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return "%s (%s)" % (shown, type(value).__name__)
+
+
+def _not_a_number(value: Any, integer: bool) -> bool:
+    """Whether ``value`` (not a plain int or float) fails the ``numbers`` ABCs; ``numbers`` is
+    imported here, on the rare path, so that ``import llmroute`` does not load it."""
+    import numbers
+
+    return isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+        integer and not isinstance(value, numbers.Integral))
 
 
 def number(name: str, value: Any, *, minimum: Optional[Number] = None,
@@ -36,9 +43,7 @@ def number(name: str, value: Any, *, minimum: Optional[Number] = None,
     if value is None and allow_none:
         return None
     exact = type(value)
-    if (exact is not float or integer) and exact is not int and (
-            isinstance(value, bool) or not isinstance(value, numbers.Real) or (
-                integer and not isinstance(value, numbers.Integral))):
+    if (exact is not float or integer) and exact is not int and _not_a_number(value, integer):
         # (a plain int or float skips the ABC checks: they are the usual values, on hot paths)
         kind = "an integer" if integer else "a number"
         raise ValueError("%s must be %s%s, got %s"
@@ -80,6 +85,8 @@ def money(name: str, value: Any, *, allow_none: bool = False) -> Any:
     Floats are refused because they are not exact; booleans because they are not amounts.
     Raises ValueError naming ``name``.
     """
+    from decimal import Decimal, InvalidOperation  # money is checked where money is used
+
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):

@@ -8,15 +8,17 @@ the estimate. A call is never recorded as free because its usage was missing.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from collections.abc import Mapping, Sequence  # faster isinstance than typing's
-from typing import Any, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 from ._headers import NOT_PARSED, parse_lowered_rate_limit
 from .errors import InvalidResponseError, ToolCallError, redact
 from .results import (ChatResult, Deferred, Usage, first_choice, parse_gateway_cost,
                       parse_message, parse_tool_calls, parse_usage)
 from .tokens import estimate_tokens
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 __all__ = ["finish_chat", "settle_usage", "request_id_of", "rate_limit_of"]
 

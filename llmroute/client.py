@@ -27,13 +27,13 @@ from ._options import DEFAULT_MAX_OUTPUT_TOKENS, reserved_output_tokens
 from ._completion import finish_chat
 from ._request import build_payload, check_headers, check_timeout
 from ._transport import Transport
-from .catalog import Catalog, default_catalog
 from .errors import ConfigError, LLMRouteError, redact
 from .results import ChatResult
 from .retry import RetryPolicy
 from .tokens import estimate_tokens
 
 if TYPE_CHECKING:  # imported lazily at run time: tracking, streaming and JSON are optional
+    from .catalog import Catalog
     from .costs import CostTracker
     from .stream import ChatStream
     from .structured import JSONResult
@@ -172,7 +172,11 @@ class Client:
         self.timeout = check_timeout(timeout)
         self.retry = retry if retry is not None else RetryPolicy()
         self.limiter = limiter
-        self.catalog = catalog if catalog is not None else default_catalog()
+        if catalog is None:
+            # The catalog (its module and its JSON) loads with the first client, not at import.
+            from .catalog import default_catalog
+            catalog = default_catalog()
+        self.catalog = catalog
         self.tracker = tracker
         #: The usage ledger every call is recorded in (``ledger=`` or ``$LLMROUTE_LEDGER``).
         self.ledger = _attach_ledger(ledger)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import FrozenInstanceError, dataclass, field
-from decimal import Decimal
 from collections.abc import Mapping  # isinstance checks: faster than typing's alias
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Tuple
 
 from .errors import InvalidResponseError, ToolCallError, redact
+
+if TYPE_CHECKING:  # money types in annotations; decimal itself loads with the first cost
+    from decimal import Decimal
 
 __all__ = ["Usage", "ToolCall", "ChatResult", "Attempt", "Deferred", "parse_usage",
            "parse_tool_calls", "parse_message", "parse_gateway_cost"]
@@ -260,6 +262,8 @@ def parse_gateway_cost(headers: Any) -> Optional[Decimal]:
         value = headers.get("x-litellm-response-cost") if headers is not None else None
         if not isinstance(value, str) or len(value) > 64:
             return None
+        from decimal import Decimal
+
         cost = Decimal(value.strip())
     except (ArithmeticError, ValueError, TypeError, AttributeError):
         return None
