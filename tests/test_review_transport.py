@@ -170,6 +170,22 @@ def test_chat_result_raw_never_holds_a_key_the_server_echoed(serve):
     assert KEY not in json.dumps(result.raw)
 
 
+def test_not_json_excerpt_never_shows_part_of_an_echoed_key(serve):
+    # finish_chat cuts the body at 200 bytes and redacts after: a key straddling the cut is no
+    # longer whole, so its first characters are shown (status_error redacts first, then cuts).
+    def handler(conn, request, server):
+        sent = request.headers["authorization"].split(" ", 1)[1]
+        respond(conn, b"<" * 190 + sent.encode())
+
+    server = serve(handler)
+    with client_for(server, key=SLASH_KEY) as client:
+        with pytest.raises(llmroute.errors.InvalidResponseError) as caught:
+            client.chat("gpt-5.4", MESSAGES)
+    err = caught.value
+    assert SLASH_KEY[:10] not in str(err)
+    assert SLASH_KEY[:10] not in err.body
+
+
 def test_config_error_for_a_bad_base_url_chains_nothing(serve):
     # urlsplit's ValueError quotes the whole netloc, password included; ``from None`` hides it
     # from the traceback but leaves it on __context__, which the README says stays empty.
@@ -228,3 +244,24 @@ def test_an_abandoned_stream_frees_its_slot_for_another_client_sharing_the_limit
     finally:
         other.close()
         streaming.close()
+
+
+# 1. ... the right reaction to each: an interim 1xx is not the answer ------------------------
+def test_an_early_hints_103_before_the_answer_is_not_an_error_status(serve):
+    # http.client skips only "100 Continue": a "103 Early Hints" (RFC 8297) is taken as the
+    # final answer, raised as APIStatusError(103), not retried, while the real (billed) 200
+    # that follows is thrown away.
+    def handler(conn, request, server):
+        body = completion()
+        conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                     + head(200, ["Connection: close"], len(body)) + body)
+
+    server = serve(handler)
+    with client_for(server) as client:
+        try:
+            result = client.chat("gpt-5.4", MESSAGES)
+        except llmroute.errors.APIStatusError as err:
+            pytest.fail("an interim 103 was raised as the answer: %r" % (err,))
+        except llmroute.errors.APIConnectionError:
+            return  # acceptable: "no complete answer", retried by retry_sent_errors
+    assert result.content == "hello"
