@@ -186,6 +186,27 @@ def test_not_json_excerpt_never_shows_part_of_an_echoed_key(serve):
     assert SLASH_KEY[:10] not in err.body
 
 
+def test_a_key_sent_in_extra_headers_authorization_is_redacted_too(serve):
+    # A per-call key (one gateway key per end user) goes in extra_headers' Authorization; it
+    # is not added to the secrets, so a 401 that echoes it shows it in str(err) and err.headers.
+    user_key = "Uk7/Gh3+Wd9/Lo2Qe5Rt8"
+
+    def handler(conn, request, server):
+        sent = request.headers["authorization"].split(" ", 1)[1]
+        body = json.dumps({"error": {"message": "Incorrect API key provided: " + sent}})
+        respond(conn, body.encode(), status=401, headers=["X-Echo-Key: " + sent])
+
+    server = serve(handler)
+    with client_for(server) as client:
+        with pytest.raises(llmroute.errors.AuthenticationError) as caught:
+            client.chat("gpt-5.4", MESSAGES,
+                        extra_headers={"Authorization": "Bearer " + user_key})
+    err = caught.value
+    assert server.requests[0].headers["authorization"] == "Bearer " + user_key
+    assert user_key not in str(err)
+    assert user_key not in repr(err.headers)
+
+
 def test_config_error_for_a_bad_base_url_chains_nothing(serve):
     # urlsplit's ValueError quotes the whole netloc, password included; ``from None`` hides it
     # from the traceback but leaves it on __context__, which the README says stays empty.
