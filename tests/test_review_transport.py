@@ -8,7 +8,6 @@ import gc
 import json
 import time
 import traceback
-import zlib
 
 import pytest
 
@@ -130,6 +129,30 @@ def test_chat_json_survives_a_reply_holding_a_lone_surrogate(serve):
     with client_for(server) as client:
         result = client.chat_json("gpt-5.4", [{"role": "user", "content": "JSON please"}])
     assert result.data == {"ok": True} and result.repairs == 1
+
+
+def test_run_tools_survives_tool_arguments_holding_a_lone_surrogate(serve):
+    # The raw arguments go back in the assistant message of the next round; encode_payload
+    # refuses them with a bare ValueError about "messages" after a billed round.
+    def handler(conn, request, server):
+        if len(server.requests) == 1:
+            body = json.dumps({"choices": [{"index": 0, "finish_reason": "tool_calls",
+                                            "message": {"role": "assistant", "content": None,
+                                                        "tool_calls": [{
+                "id": "c1", "type": "function",
+                "function": {"name": "echo", "arguments": '{"text": "cut \ud83d"}'}}]}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+        else:
+            body = completion("done")
+        respond(conn, body)
+
+    def echo(text: str) -> str:
+        return "got %d chars" % len(text)
+
+    server = serve(handler)
+    with client_for(server) as client:
+        run = llmroute.run_tools(client, "gpt-5.4", MESSAGES, {"echo": echo})
+    assert run.result.content == "done" and run.rounds == 2
 
 
 # 4. Secrets stay secret, in every path -------------------------------------------------------
