@@ -26,7 +26,7 @@ from ._version import __version__
 from ._options import DEFAULT_MAX_OUTPUT_TOKENS, reserved_output_tokens
 from ._completion import finish_chat
 from ._request import build_payload, check_headers, check_timeout
-from ._transport import Transport
+from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from .catalog import Catalog, default_catalog
 from .errors import ConfigError, LLMRouteError, redact
 from .results import ChatResult
@@ -103,9 +103,11 @@ def _split_credentials(base_url: str) -> Tuple[str, str, Tuple[str, ...]]:
     """
     try:
         parts = urllib.parse.urlsplit(base_url)
-        netloc = parts.netloc
-    except ValueError:
-        raise ConfigError("base_url is not a valid URL") from None
+    except ValueError:  # its text quotes the netloc, password included: raised outside
+        parts = None
+    if parts is None:
+        raise ConfigError("base_url is not a valid URL")
+    netloc = parts.netloc
     if "@" not in netloc:
         return base_url, base_url, ()
     userinfo, _, host = netloc.rpartition("@")
@@ -140,6 +142,7 @@ class Client:
                  ledger_tag: Optional[str] = None,
                  session: Optional[requests.Session] = None, pool_maxsize: int = 32,
                  default_headers: Optional[Mapping[str, str]] = None,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         base_url = base_url or _env("LLMROUTE_BASE_URL", "OPENAI_BASE_URL")
@@ -161,6 +164,10 @@ class Client:
         if isinstance(pool_maxsize, bool) or not isinstance(pool_maxsize, int) \
                 or pool_maxsize <= 0:
             raise ValueError("pool_maxsize must be a positive int, got %r" % (pool_maxsize,))
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) \
+                or max_response_bytes <= 0:
+            raise ValueError("max_response_bytes must be a positive int, got %r"
+                             % (max_response_bytes,))
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ValueError("retry must be a RetryPolicy, got %s" % type(retry).__name__)
         if not callable(clock) or not callable(sleep):
@@ -208,7 +215,8 @@ class Client:
             url=self._url, adapter=self.session.get_adapter(self._url), proxies=proxies,
             verify=verify, cert=self.session.cert, headers=dict(headers), secrets=secrets,
             timeout=self.timeout, clock=clock, sleep=sleep,
-            display_url=self.base_url + "/chat/completions")
+            display_url=self.base_url + "/chat/completions",
+            max_response_bytes=max_response_bytes)
 
     # Pool ----------------------------------------------------------------------------------------
     def _mount(self, size: int) -> None:
@@ -302,7 +310,7 @@ class Client:
                                  idempotency_key=idempotency_key, extra_headers=extra_headers)
         try:
             return finish_chat(exchange, model, messages, catalog=self.catalog,
-                               tracker=self.tracker, clock=self._clock, secrets=self._secrets)
+                               tracker=self.tracker, clock=self._clock, secrets=exchange.secrets)
         finally:
             if exchange.reservation is not None:
                 exchange.reservation.release()
