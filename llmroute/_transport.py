@@ -494,6 +494,8 @@ class Transport:
                  secrets: Tuple[str, ...]) -> Any:
         """One try: an ``Exchange`` for a 2xx, else ``(error, retryable, headers for a wait)``."""
         failure: Optional[LLMRouteError] = None
+        if end is not None:  # for the client's own connections, reading the headers
+            _watchdog.expect_answer((end, self.clock))
         try:
             response = self.adapter.send(
                 self._prepare(body, headers), stream=True, timeout=pair,
@@ -511,6 +513,9 @@ class Transport:
             # http.client refusing a header or URL; its text may quote the header: not shown.
             failure = ConfigError("%s could not be sent: %s (details withheld: they may quote "
                                   "a credential)" % (what, type(err).__name__))
+        finally:
+            if end is not None:
+                _watchdog.expect_answer(None)
         if failure is not None:
             if isinstance(failure, ConfigError):
                 return failure, False, None

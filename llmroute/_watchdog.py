@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-__all__ = ["watch", "cancel"]
+__all__ = ["watch", "cancel", "shutdown_socket", "expect_answer", "answer_deadline"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ _heap: List[Tuple[float, int]] = []  # (time.monotonic() moment, ticket)
 _live: Dict[int, Callable[[], None]] = {}  # ticket -> callback, until fired or cancelled
 _tickets = itertools.count(1)
 _thread: Optional[threading.Thread] = None
+# The deadline of the request this thread is sending, for the connection reading its headers.
+_sending = threading.local()
 
 
 def watch(end: float, clock: Callable[[], float], callback: Callable[[], None]) -> int:
@@ -52,6 +54,16 @@ def cancel(ticket: int) -> bool:
     """Forget a ticket; False if its callback already fired (or is firing)."""
     with _cond:
         return _live.pop(ticket, None) is not None
+
+
+def expect_answer(deadline: Optional[Tuple[float, Callable[[], float]]]) -> None:
+    """Set (or clear, with None) the ``(end, clock)`` of the request this thread sends next."""
+    _sending.deadline = deadline
+
+
+def answer_deadline() -> Optional[Tuple[float, Callable[[], float]]]:
+    """The ``(end, clock)`` set by ``expect_answer`` on this thread, if any."""
+    return getattr(_sending, "deadline", None)
 
 
 def _run() -> None:

@@ -8,6 +8,7 @@ stays below a bare ``Session.post``.
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import socket
@@ -19,13 +20,15 @@ from typing import (TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, T
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from urllib3.connection import HTTPConnection
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from ._version import __version__
 from ._options import DEFAULT_MAX_OUTPUT_TOKENS, reserved_output_tokens
 from ._completion import finish_chat
 from ._request import build_payload, check_headers, check_timeout
+from . import _watchdog
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from .catalog import Catalog, default_catalog
 from .errors import ConfigError, LLMRouteError, redact
@@ -64,6 +67,56 @@ class _KeepAliveAdapter(HTTPAdapter):
             options.append((socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 15))
         kwargs["socket_options"] = options
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool,
+                                                   "https": _WatchedHTTPSPool}
+
+
+class _WatchedHeaders:
+    """A connection whose wait for the status line and headers is bounded by the deadline.
+
+    Each socket read there waits at most the read timeout, but headers trickled a byte at a
+    time would take forever: the deadline watchdog shuts the socket down when it passes.
+    """
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        pending = _watchdog.answer_deadline()
+        sock = getattr(self, "sock", None)
+        if pending is None or sock is None:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        fired = []
+
+        def expire() -> None:
+            fired.append(True)
+            _watchdog.shutdown_socket(sock)
+
+        ticket = _watchdog.watch(pending[0], pending[1], expire)
+        failed = False
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        except (OSError, http.client.HTTPException):
+            if not fired:
+                raise
+            failed = True
+        finally:
+            _watchdog.cancel(ticket)
+        if failed:  # outside the except: urllib3 makes this its read timeout, not chained
+            raise socket.timeout("the deadline passed while the answer's headers arrived")
+
+
+class _WatchedHTTPConnection(_WatchedHeaders, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedHeaders, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
 
 
 def _no_retries() -> Retry:

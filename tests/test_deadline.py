@@ -193,3 +193,20 @@ def test_stream_deadline_bounds_a_chunk_size_line_that_trickles_as_a_stream_time
         elapsed = time.monotonic() - started
     assert elapsed < BOUND, "deadline=1 but the stream took %.2fs" % elapsed
     assert caught.value.partial_text == "hi"
+
+
+def test_chat_deadline_bounds_headers_that_trickle(serve):
+    # Each byte comes within the read timeout (2 s), the whole status line and headers never.
+    def handler(conn, request, server):
+        for byte in head(200, ["Connection: close"] + ["X-Pad: %d" % i for i in range(20)], 10):
+            if server.pause(0.4):
+                return
+            conn.sendall(bytes([byte]))
+
+    server = serve(handler)
+    with _one_try(server) as client:
+        started = time.monotonic()
+        with pytest.raises(llmroute.errors.APITimeoutError):
+            client.chat("gpt-5.4", MESSAGES, deadline=1)
+        elapsed = time.monotonic() - started
+    assert elapsed < BOUND, "deadline=1 but the call took %.2fs" % elapsed
