@@ -8,6 +8,7 @@ the estimate. A call is never recorded as free because its usage was missing.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence  # faster isinstance than typing's
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
@@ -84,7 +85,8 @@ def finish_chat(exchange: Any, model: str, messages: Sequence[Mapping[str, Any]]
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        excerpt = redact(body[:200].decode("utf-8", "replace"), secrets)
+        # Decoded and redacted before the cut: a key straddling byte 200 is never half shown.
+        excerpt = redact(body[:4096].decode("utf-8", "replace"), secrets)[:200]
         problem = _invalid("model %s answered HTTP %d with a body that is not JSON: %r"
                            % (model, exchange.status, excerpt), exchange, request_id, excerpt)
     if problem is None:
@@ -124,13 +126,38 @@ def finish_chat(exchange: Any, model: str, messages: Sequence[Mapping[str, Any]]
         finish_reason=finish_reason, usage=usage, cost_usd=cost,
         latency_ms=(clock() - exchange.started) * 1000.0, attempts=exchange.attempts,
         request_id=request_id, tool_calls=tool_calls,
-        rate_limit=rate_limit_of(exchange), cost_estimated=estimated, raw=data,
+        rate_limit=rate_limit_of(exchange), cost_estimated=estimated,
+        raw=redact_values(data, secrets) if _may_hold(body, secrets) else data,
         attempt_log=exchange.attempt_log, gateway_cost_usd=parse_gateway_cost(headers))
     if tool_error is not None:
         # The call was billed: keep its result (usage, cost) on the error for the caller.
         tool_error.result = result  # type: ignore[attr-defined]
         raise tool_error
     return result
+
+
+def _may_hold(body: bytes, secrets: Tuple[str, ...]) -> bool:
+    """Whether a body may hold a secret, decoded: a cheap byte search, so most calls skip the
+    walk. The longest stretch of a secret that JSON never escapes (no '/', quote, backslash
+    or non-ASCII) is searched, so an echo written ``\\/`` is caught too."""
+    for secret in secrets:
+        probe = max(re.split(r'[/"\\\x00-\x1f\x7f-\U0010ffff]', secret), key=len)
+        if len(probe) < 6:
+            probe = secret
+        if probe.encode("utf-8", "surrogatepass") in body:
+            return True
+    return False
+
+
+def redact_values(data: Any, secrets: Tuple[str, ...]) -> Any:
+    """``data`` with every string value (not key) redacted, as a new structure."""
+    if isinstance(data, str):
+        return redact(data, secrets)
+    if isinstance(data, dict):
+        return {key: redact_values(value, secrets) for key, value in data.items()}
+    if isinstance(data, list):
+        return [redact_values(value, secrets) for value in data]
+    return data
 
 
 def _tool_texts(raw_calls: Any) -> Tuple[str, ...]:

@@ -92,16 +92,25 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
-    """The body as compact UTF-8 JSON; NaN, infinity or an unencodable value -> ValueError."""
+    """The body as compact UTF-8 JSON; NaN, infinity or an unencodable value -> ValueError
+    naming the argument (text UTF-8 cannot carry is sent as JSON escapes)."""
     try:
-        return _ENCODER.encode(payload).encode("utf-8")
-    except (ValueError, TypeError, RecursionError, UnicodeError):
-        pass  # find the argument to name, outside the except: no chained cause
+        text = _ENCODER.encode(payload)
+    except (ValueError, TypeError, RecursionError):
+        text = None  # find the argument to name, outside the except: no chained cause
+    if text is not None:
+        try:
+            return text.encode("utf-8")
+        except UnicodeError:
+            # A lone surrogate (half an emoji a gateway cut, sent back in a repair turn or a
+            # tool round): as a \\ud83d escape it is valid JSON, so encode with escapes.
+            return json.dumps(payload, ensure_ascii=True, allow_nan=False,
+                              separators=(",", ":")).encode("ascii")
     for name, value in payload.items():
         try:
-            json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        except (ValueError, RecursionError, UnicodeError):
-            problem = "holds NaN or infinity (not valid JSON) or text that is not UTF-8"
+            json.dumps(value, allow_nan=False)
+        except (ValueError, RecursionError):
+            problem = "holds NaN or infinity (not valid JSON)"
         except TypeError:
             problem = "holds a value JSON cannot encode"
         else:

@@ -24,11 +24,12 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import select_proxy
 
+from . import _watchdog
 from ._headers import NOT_PARSED, parse_lowered_rate_limit, parse_retry_after
 from ._request import (check_deadline, check_headers, check_timeout, encode_payload,
                        wire_safe)
 from .errors import (APIConnectionError, APIStatusError, APITimeoutError, ConfigError,
-                     LLMRouteError, redact, status_error)
+                     InvalidResponseError, LLMRouteError, redact, status_error)
 from .results import Attempt
 from .retry import RetryPolicy
 
@@ -49,6 +50,16 @@ _OWN_HEADERS = frozenset({"idempotency-key", "x-stainless-retry-count", "content
 READ_BYTES = 64 * 1024
 #: An error body kept for the exception: enough to read, not a whole HTML page.
 ERROR_BODY_BYTES = 64 * 1024
+#: The largest decoded 2xx body (and SSE line) read into memory. A chat answer is kilobytes;
+#: 32 MiB leaves room for huge tool arguments while a gzip bomb (510 KB -> 512 MiB) is refused.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# Headers whose value is a credential: given per call, it is redacted like the client's key.
+_CREDENTIAL_HEADERS = frozenset(("authorization", "proxy-authorization", "api-key",
+                                 "x-api-key"))
+# Cleanups of abandoned streams, process-wide: a finalizer may drop a stream whose limiter
+# another client shares, so every Transport drains this before reserving. deque.append and
+# popleft are atomic without a lock, so a finalizer never takes a lock here.
+_DEFERRED: Deque[Callable[[], None]] = collections.deque()
 
 Timeout = Union[float, Tuple[float, float]]
 
@@ -104,10 +115,29 @@ def _network_error(err: BaseException, what: str, secrets: Tuple[str, ...], *,
     return APIConnectionError("%s failed (%s)" % (what, text), request_sent=sent)
 
 
+def with_header_secrets(secrets: Tuple[str, ...], headers: Mapping[str, str]
+                        ) -> Tuple[str, ...]:
+    """``secrets`` plus the credentials among per-call ``headers`` (and their token part)."""
+    found = []
+    for name, value in headers.items():
+        if name.lower() in _CREDENTIAL_HEADERS and value.strip():
+            found.append(value)
+            scheme, _, token = value.strip().partition(" ")
+            if token.strip():
+                found.append(token.strip())
+    return secrets + tuple(s for s in found if s not in secrets) if found else secrets
+
+
 def _socket_of(raw: Any) -> Any:
     """The socket under a urllib3 response, to bound each read by the time left (or None)."""
     connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
-    return getattr(connection, "sock", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        # An answer with "Connection: close": http.client dropped the connection's socket and
+        # reads through the response's file (a socket.SocketIO) alone.
+        sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None),
+                       "_sock", None)
+    return sock
 
 
 # Reading a body ------------------------------------------------------------------------------
@@ -122,8 +152,10 @@ class BodyReader:
 
     def __init__(self, raw: Any, *, what: str, idle: float,
                  end: Optional[float], clock: Callable[[], float],
-                 secrets: Tuple[str, ...], touch_each_read: bool) -> None:
+                 secrets: Tuple[str, ...], touch_each_read: bool,
+                 max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, status: int = 200) -> None:
         self._raw = raw
+        self.status = status
         self._read1 = getattr(self._raw, "read1", None)
         self._sock = _socket_of(self._raw)
         self._what = what
@@ -134,10 +166,13 @@ class BodyReader:
         self._touch_each_read = touch_each_read
         self._last = clock()
         self._timeout_set = idle  # the socket's timeout as urllib3 left it: the read timeout
+        self.max_bytes = max_bytes
         self.closed = False
         headers = getattr(raw, "headers", None)
         # A Content-Encoding (gzip...) means a decoder that may still hold bytes at the end.
         self._encoded = headers is None or bool(headers.get("content-encoding"))
+        self._ticket: Optional[int] = None  # the watchdog's, while the deadline is watched
+        self._expired = False  # set by the watchdog (its thread) once the deadline passed
 
     def touch(self) -> None:
         """Progress was made (an event arrived): the idle timer starts again."""
@@ -161,6 +196,11 @@ class BodyReader:
                 self._timeout_set = wait
             except OSError:
                 pass  # the socket closed under us: the read below says how
+        if self._ticket is None and self._end is not None and self._sock is not None \
+                and not self.closed:
+            # http.client and urllib3 may loop over many socket reads inside one call (a
+            # trickling chunk-size line or gzip header): the watchdog bounds the whole body.
+            self._ticket = _watchdog.watch(self._end, self._clock, self._expire)
         error: Optional[LLMRouteError] = None
         try:
             if self._read1 is not None:
@@ -178,6 +218,9 @@ class BodyReader:
             error = APIConnectionError("%s: the body broke off (%s)"
                                        % (self._what, type(err).__name__), request_sent=True)
             data = b""
+        if self._expired:
+            error = APITimeoutError("%s: the deadline passed while the body was arriving"
+                                    % (self._what,), request_sent=True)
         if error is not None:
             self.close()
             raise error
@@ -185,15 +228,38 @@ class BodyReader:
             self._last = self._clock()
         return data or b""
 
+    def _expire(self) -> None:
+        """The watchdog's callback (its thread): the deadline passed; unblock the read."""
+        self._expired = True
+        if not self.closed:
+            _watchdog.shutdown_socket(self._sock)
+
+    def _unwatch(self) -> bool:
+        """Stop watching the deadline; False if the watchdog fired (the socket is spoilt)."""
+        ticket, self._ticket = self._ticket, None
+        return ticket is None or _watchdog.cancel(ticket)
+
     def read_all(self, limit: Optional[int] = None) -> bytes:
-        """The whole body (or its first ``limit`` bytes); the connection goes back to the pool."""
+        """The whole body (or its first ``limit`` bytes); the connection goes back to the pool.
+
+        Without ``limit``, a body over ``max_bytes`` is ``InvalidResponseError``, read no
+        further.
+        """
         parts: List[bytes] = []
         size = 0
         while limit is None or size < limit:
             block = self.read()
+            if limit is None and size + len(block) > self.max_bytes:
+                self.close()
+                raise InvalidResponseError(
+                    "%s: the body is over max_response_bytes (%d bytes decoded); not read "
+                    "further" % (self._what, self.max_bytes), status_code=self.status)
             if not block or self._complete():
                 if block:
                     parts.append(block)
+                if not self._unwatch():
+                    self.close()  # the whole body is in, but the socket may be shut down
+                    return b"".join(parts)
                 self._raw.release_conn()
                 self._restore_timeout()
                 return b"".join(parts)
@@ -228,7 +294,7 @@ class BodyReader:
                 ahead = b""
         if ahead[:5] == b"0\r\n\r\n":
             try:
-                if not self.read():
+                if not self.read() and self._unwatch():
                     self._raw.release_conn()
                     self._restore_timeout()
                     self.closed = True
@@ -252,6 +318,7 @@ class BodyReader:
 
         What ``requests.Response.close`` does for a body read from ``raw``: close, release.
         """
+        self._unwatch()
         if not self.closed:
             self.closed = True
             try:
@@ -271,7 +338,8 @@ class Exchange:
     """
 
     __slots__ = ("status", "headers", "body", "reader", "attempts", "attempt_log",
-                 "reservation", "started", "end", "rate_limit", "lowered_headers")
+                 "reservation", "started", "end", "rate_limit", "lowered_headers",
+                 "secrets")
 
     def __init__(self, status: int, headers: Mapping[str, str], body: Optional[bytes],
                  reader: Optional[BodyReader],
@@ -291,21 +359,25 @@ class Exchange:
         #: that need no case folding per read (what requests' CaseInsensitiveDict does).
         self.lowered_headers: Mapping[str, str] = lowered_headers if lowered_headers is not None \
             else {k.lower(): v for k, v in headers.items()}
+        #: The call's secrets: the client's, plus credentials given in its extra_headers.
+        self.secrets: Tuple[str, ...] = ()
 
 
 class Transport:
     """Sends chat requests for one ``Client``: the retry loop, the body reads, the error map.
 
     Public to llmroute's own modules (stream, client), not to users: they go through Client.
-    ``defer(fn)`` queues a cleanup without taking a lock (safe from a finalizer); the queue is
-    run at the start of the next call and on ``close``.
+    ``defer(fn)`` queues a cleanup without taking a lock (safe from a finalizer) on a
+    process-wide queue that every Transport runs at the start of its next call and on ``close``
+    (a stream's limiter may be shared with other clients).
     """
 
     def __init__(self, *, url: str, adapter: Any, proxies: Mapping[str, str], verify: Any,
                  cert: Any, headers: Mapping[str, str], secrets: Tuple[str, ...],
                  timeout: Tuple[float, float], clock: Callable[[], float],
                  sleep: Callable[[float], None], display_url: str,
-                 direct: bool = False) -> None:
+                 direct: bool = False,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self.url = url
         self.adapter = adapter
         self.proxies = dict(proxies)
@@ -324,17 +396,16 @@ class Transport:
         # (adapter, pool, path): the pool of the last direct send; a tuple, swapped whole.
         self._direct_pool: Optional[Tuple[Any, Any, str]] = None
         self._default_timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
-        # deque.append and popleft are atomic without a lock: a finalizer may call defer().
-        self._deferred: Deque[Callable[[], None]] = collections.deque()
+        self.max_response_bytes = max_response_bytes
 
     # Deferred cleanups ---------------------------------------------------------------------
     def defer(self, cleanup: Callable[[], None]) -> None:
         """Run ``cleanup`` later, outside any lock (called from finalizers)."""
-        self._deferred.append(cleanup)
+        _DEFERRED.append(cleanup)
 
     def run_deferred(self) -> None:
         """Run the queued cleanups (abandoned streams giving back their slots)."""
-        deferred = self._deferred
+        deferred = _DEFERRED
         while deferred:
             try:
                 cleanup = deferred.popleft()
@@ -360,7 +431,7 @@ class Transport:
         reservation of the successful attempt is handed back still held. Raises the typed error
         of the last attempt, with ``attempt_log`` set, or ``ValueError`` for bad arguments.
         """
-        if self._deferred:
+        if _DEFERRED:
             self.run_deferred()
         deadline = check_deadline(deadline) if deadline is not None else policy.deadline
         connect, read = check_timeout(timeout) if timeout is not None else self.timeout
@@ -369,8 +440,11 @@ class Transport:
                                             or not wire_safe(idempotency_key)):
             raise ValueError("idempotency_key must be a non-empty printable string")
         headers = dict(self.headers)
+        secrets = self.secrets
         if extra_headers:
-            _merge_headers(headers, check_headers(extra_headers, "extra_headers"))
+            checked = check_headers(extra_headers, "extra_headers")
+            _merge_headers(headers, checked)
+            secrets = with_header_secrets(secrets, checked)
         headers["Idempotency-Key"] = idempotency_key or _new_key()
         body = encode_payload(payload)
         headers["Content-Length"] = str(len(body))
@@ -404,7 +478,7 @@ class Transport:
                     log.debug("POST %s model=%s attempt=%d/%d timeout=(%g, %g)",
                               self.display_url, model, number, max_attempts, pair[0], pair[1])
                 outcome = self._attempt(body, headers, pair, end, what, model, policy, limiter,
-                                        stream, touch_each_read)
+                                        stream, touch_each_read, secrets)
                 if isinstance(outcome, Exchange):
                     attempts.append(Attempt(number, outcome.status, None, 0.0, "success"))
                     outcome.attempts = number
@@ -412,6 +486,7 @@ class Transport:
                     outcome.reservation = reservation
                     outcome.started = started
                     outcome.end = end
+                    outcome.secrets = secrets
                     handed_over = True
                     return outcome
                 error, retryable, hint_headers = outcome
@@ -458,10 +533,13 @@ class Transport:
 
     def _attempt(self, body: bytes, headers: Dict[str, str], pair: Tuple[float, float],
                  end: Optional[float], what: str, model: str, policy: RetryPolicy,
-                 limiter: Any, stream: bool, touch_each_read: bool) -> Any:
+                 limiter: Any, stream: bool, touch_each_read: bool,
+                 secrets: Tuple[str, ...]) -> Any:
         """One try: an ``Exchange`` for a 2xx, else ``(error, retryable, headers for a wait)``."""
         failure: Optional[LLMRouteError] = None
         response: Optional[requests.Response] = None
+        if end is not None:  # for the client's own connections, reading the headers
+            _watchdog.expect_answer((end, self.clock))
         try:
             if self.direct and HTTPAdapter.send is _REQUESTS_SEND \
                     and type(self.adapter).send is _REQUESTS_SEND:
@@ -471,16 +549,22 @@ class Transport:
                     self._prepare(body, headers), stream=True, timeout=pair,
                     verify=self.verify, cert=self.cert, proxies=self.proxies)
                 raw = response.raw
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader,
-                urllib3.exceptions.LocationValueError) as err:
+        except (requests.exceptions.InvalidURL, urllib3.exceptions.LocationValueError) as err:
             failure = ConfigError("%s could not be sent: %s (details withheld: they may quote "
                                   "a credential)" % (what, type(err).__name__))
+        except requests.exceptions.InvalidHeader as err:
+            # The caller's headers were checked before sending: this one is the server's
+            # (urllib3 refusing e.g. two conflicting Content-Lengths in the answer).
+            failure = _network_error(err, what, secrets, sent=True)
         except _NETWORK_ERRORS as err:
-            failure = _network_error(err, what, self.secrets)
+            failure = _network_error(err, what, secrets)
         except (ValueError, TypeError, UnicodeError) as err:
             # http.client refusing a header or URL; its text may quote the header: not shown.
             failure = ConfigError("%s could not be sent: %s (details withheld: they may quote "
                                   "a credential)" % (what, type(err).__name__))
+        finally:
+            if end is not None:
+                _watchdog.expect_answer(None)
         if failure is not None:
             if isinstance(failure, ConfigError):
                 return failure, False, None
@@ -496,6 +580,14 @@ class Transport:
             status = response.status_code
             headers_in = response.headers
             lowered = dict(headers_in.lower_items())
+        if status < 200 and status != 101:
+            # An interim answer (103 Early Hints) that http.client took for the final one:
+            # the real answer behind it is lost with this connection. Sent, not answered.
+            BodyReader(raw, what=what, idle=pair[1], end=None, clock=self.clock,
+                       secrets=secrets, touch_each_read=False).close()
+            error = APIConnectionError("%s: the server sent an interim HTTP %d, no final answer"
+                                       % (what, status), request_sent=True)
+            return error, policy.retries_transport_error(True), None
         rate_limit = NOT_PARSED
         if limiter is not None:
             if _is_rate_limiter(limiter):  # one parse, shared with the result
@@ -504,7 +596,8 @@ class Transport:
             else:
                 limiter.observe(model, status, headers_in)
         reader = BodyReader(raw, what=what, idle=pair[1], end=end, clock=self.clock,
-                            secrets=self.secrets, touch_each_read=touch_each_read)
+                            secrets=secrets, touch_each_read=touch_each_read,
+                            max_bytes=self.max_response_bytes, status=status)
         if 200 <= status < 300:
             if stream:
                 exchange = Exchange(status, headers_in, None, reader, lowered)
@@ -513,6 +606,8 @@ class Transport:
                     data = reader.read_all()
                 except APIConnectionError as err:
                     return err, policy.retries_transport_error(err.request_sent), None
+                except InvalidResponseError as err:  # over max_response_bytes: sent, maybe billed
+                    return err, False, None
                 exchange = Exchange(status, headers_in, data, None, lowered)
             exchange.rate_limit = rate_limit
             return exchange
@@ -520,7 +615,7 @@ class Transport:
             text = reader.read_all(ERROR_BODY_BYTES).decode("utf-8", "replace")
         except APIConnectionError:
             text = ""  # the status says enough; a broken error body is not worth more
-        error = self._status_error(status, headers_in, text, model)
+        error = self._status_error(status, headers_in, text, model, secrets)
         return error, policy.is_retryable_status(status, headers_in), headers_in
 
     def _send_direct(self, body: bytes, headers: Dict[str, str],
@@ -549,14 +644,14 @@ class Transport:
             raise _as_requests_error(err) from None
 
     def _status_error(self, status: int, headers: Mapping[str, str], body: str,
-                      model: str) -> APIStatusError:
+                      model: str, secrets: Tuple[str, ...]) -> APIStatusError:
         retry_after = parse_retry_after(headers, now=time.time())
         # A gateway may echo the request's headers back: every value is redacted.
-        safe_headers = {k: redact(v, self.secrets) for k, v in headers.items()
+        safe_headers = {k: redact(v, secrets) for k, v in headers.items()
                         if k.lower() != "authorization"}
         request_id = headers.get("x-request-id") or headers.get("request-id")
         return status_error(status, body=body, request_id=request_id, retry_after=retry_after,
-                            model=model, headers=safe_headers, secrets=self.secrets)
+                            model=model, headers=safe_headers, secrets=secrets)
 
     def _prepare(self, body: bytes, headers: Dict[str, str]) -> requests.PreparedRequest:
         prepared = requests.PreparedRequest()

@@ -8,6 +8,7 @@ stays below a bare ``Session.post``.
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import socket
@@ -19,14 +20,16 @@ from typing import (TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, T
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from urllib3.connection import HTTPConnection
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from ._version import __version__
 from ._options import DEFAULT_MAX_OUTPUT_TOKENS, reserved_output_tokens
 from ._completion import finish_chat
 from ._request import build_payload, check_headers, check_timeout
-from ._transport import Transport
+from . import _watchdog
+from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from .errors import ConfigError, LLMRouteError, redact
 from .results import ChatResult
 from .retry import RetryPolicy
@@ -64,6 +67,65 @@ class _KeepAliveAdapter(HTTPAdapter):
             options.append((socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 15))
         kwargs["socket_options"] = options
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool,
+                                                   "https": _WatchedHTTPSPool}
+
+
+class _WatchedHeaders:
+    """A connection whose wait for the status line and headers is bounded by the deadline.
+
+    Each socket read there waits at most the read timeout, but headers trickled a byte at a
+    time would take forever: the deadline watchdog shuts the socket down when it passes.
+    """
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        pending = _watchdog.answer_deadline()
+        sock = getattr(self, "sock", None)
+        if pending is None or sock is None:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        fired = []
+
+        def expire() -> None:
+            fired.append(True)
+            _watchdog.shutdown_socket(sock)
+
+        ticket = _watchdog.watch(pending[0], pending[1], expire)
+        failed = False
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        except (OSError, http.client.HTTPException):
+            if not fired:
+                raise
+            failed = True
+        finally:
+            _watchdog.cancel(ticket)
+        if failed:  # outside the except: urllib3 makes this its read timeout, not chained
+            raise socket.timeout("the deadline passed while the answer's headers arrived")
+
+
+class _WatchedHTTPConnection(_WatchedHeaders, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedHeaders, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+# urllib3's messages name the pool and connection by class ("HTTPConnectionPool(host=...):
+# Read timed out"): the watched ones read as the classes they extend, as users know them.
+for _watched, _base in ((_WatchedHTTPConnection, HTTPConnection),
+                        (_WatchedHTTPSConnection, HTTPSConnection),
+                        (_WatchedHTTPPool, HTTPConnectionPool),
+                        (_WatchedHTTPSPool, HTTPSConnectionPool)):
+    _watched.__name__ = _base.__name__
 
 
 def _no_retries() -> Retry:
@@ -103,9 +165,11 @@ def _split_credentials(base_url: str) -> Tuple[str, str, Tuple[str, ...]]:
     """
     try:
         parts = urllib.parse.urlsplit(base_url)
-        netloc = parts.netloc
-    except ValueError:
-        raise ConfigError("base_url is not a valid URL") from None
+    except ValueError:  # its text quotes the netloc, password included: raised outside
+        parts = None
+    if parts is None:
+        raise ConfigError("base_url is not a valid URL")
+    netloc = parts.netloc
     if "@" not in netloc:
         return base_url, base_url, ()
     userinfo, _, host = netloc.rpartition("@")
@@ -140,6 +204,7 @@ class Client:
                  ledger_tag: Optional[str] = None,
                  session: Optional[requests.Session] = None, pool_maxsize: int = 32,
                  default_headers: Optional[Mapping[str, str]] = None,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         base_url = base_url or _env("LLMROUTE_BASE_URL", "OPENAI_BASE_URL")
@@ -161,6 +226,10 @@ class Client:
         if isinstance(pool_maxsize, bool) or not isinstance(pool_maxsize, int) \
                 or pool_maxsize <= 0:
             raise ValueError("pool_maxsize must be a positive int, got %r" % (pool_maxsize,))
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) \
+                or max_response_bytes <= 0:
+            raise ValueError("max_response_bytes must be a positive int, got %r"
+                             % (max_response_bytes,))
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ValueError("retry must be a RetryPolicy, got %s" % type(retry).__name__)
         if not callable(clock) or not callable(sleep):
@@ -212,7 +281,8 @@ class Client:
             url=self._url, adapter=self.session.get_adapter(self._url), proxies=proxies,
             verify=verify, cert=self.session.cert, headers=dict(headers), secrets=secrets,
             timeout=self.timeout, clock=clock, sleep=sleep,
-            display_url=self.base_url + "/chat/completions", direct=self._owns_session)
+            display_url=self.base_url + "/chat/completions", direct=self._owns_session,
+            max_response_bytes=max_response_bytes)
 
     # Pool ----------------------------------------------------------------------------------------
     def _mount(self, size: int) -> None:
@@ -306,7 +376,7 @@ class Client:
                                  idempotency_key=idempotency_key, extra_headers=extra_headers)
         try:
             return finish_chat(exchange, model, messages, catalog=self.catalog,
-                               tracker=self.tracker, clock=self._clock, secrets=self._secrets)
+                               tracker=self.tracker, clock=self._clock, secrets=exchange.secrets)
         finally:
             if exchange.reservation is not None:
                 exchange.reservation.release()

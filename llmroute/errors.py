@@ -250,7 +250,8 @@ def status_error(status: int, *, body: str = "", request_id: Optional[str] = Non
     """Build the typed error for a non-2xx answer; the body is redacted and cut short."""
     excerpt = redact(body or "", secrets)[:BODY_EXCERPT_CHARS]
     cls = status_error_class(status, excerpt)
-    detail = _error_detail(excerpt)
+    # Redacted again once decoded: a key echoed with JSON escapes (``\\/``) is whole only now.
+    detail = redact(_error_detail(excerpt), secrets)
     where = " from %s" % model if model else ""
     message = "HTTP %d%s: %s" % (status, where, detail or cls.__doc__.split(":")[-1].strip())
     if retry_after is not None:

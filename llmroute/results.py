@@ -197,12 +197,15 @@ def parse_tool_calls(items: Any) -> Tuple[ToolCall, ...]:
             raw = json.dumps(raw)
         else:
             raw = "" if raw is None else str(raw)
+            problem = ""
             try:
                 arguments = json.loads(raw) if raw.strip() else {}
             except ValueError as err:
+                problem = str(err)
+            if problem:  # raised outside the except: no JSONDecodeError on __context__
                 raise ToolCallError("arguments of tool call %r (%s) are not valid JSON: %s"
-                                    % (name, call_id, err), raw=raw, name=name,
-                                    call_id=call_id) from None
+                                    % (name, call_id, problem), raw=raw, name=name,
+                                    call_id=call_id)
         calls.append(ToolCall(call_id, name, arguments, raw))
     return tuple(calls)
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 from ._completion import finish_chat, rate_limit_of, request_id_of, settle_usage
 from ._request import build_payload
 from .errors import (APIConnectionError, APITimeoutError, InvalidResponseError, LLMRouteError,
-                     StreamInterruptedError, StreamTimeoutError, ToolCallError)
+                     StreamInterruptedError, StreamTimeoutError, ToolCallError, redact)
 from .results import ChatResult, Usage, parse_gateway_cost, parse_tool_calls, parse_usage
 
 __all__ = ["ChatStream", "open_stream", "sse_data"]
@@ -40,15 +40,20 @@ _OPEN, _DONE, _CLOSED, _FAILED = "open", "done", "closed", "failed"
 _SSE_HEADERS = {"Accept": "text/event-stream"}
 
 
-def sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
+class LineTooLong(ValueError):
+    """An SSE line over the limit: a broken or hostile server, not a token."""
+
+
+def sse_data(chunks: Iterable[bytes], max_bytes: Optional[int] = None) -> Iterator[str]:
     """The ``data`` of each server-sent event in a byte stream, as text.
 
     Lines may end in ``\\n``, ``\\r\\n`` or ``\\r`` and split anywhere between chunks;
     several ``data:`` lines of one event are joined by newlines; comments (``:``) and the
     other fields (``event``, ``id``, ``retry``) are skipped. An event cut off by the end of the
-    stream is dropped (the SSE rule), except a bare ``[DONE]``. Raises ``ValueError`` for a
-    line longer than ``MAX_LINE_BYTES``.
+    stream is dropped (the SSE rule), except a bare ``[DONE]``. Raises ``LineTooLong`` (a
+    ``ValueError``) for a line longer than ``MAX_LINE_BYTES`` or ``max_bytes``.
     """
+    limit = MAX_LINE_BYTES if max_bytes is None else min(max_bytes, MAX_LINE_BYTES)
     pending = bytearray()
     data: List[str] = []
     for chunk in chunks:
@@ -57,8 +62,8 @@ def sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
         # The last line is incomplete without its end; a lone "\r" may be half of "\r\n".
         tail = lines.pop() if lines and (not lines[-1].endswith((b"\n", b"\r"))
                                          or lines[-1].endswith(b"\r")) else b""
-        if len(tail) > MAX_LINE_BYTES:
-            raise ValueError("an SSE line is longer than %d bytes" % MAX_LINE_BYTES)
+        if len(tail) > limit:
+            raise LineTooLong("an SSE line is longer than %d bytes" % limit)
         pending = bytearray(tail)
         for line in lines:
             event = _line(line.rstrip(b"\r\n").decode("utf-8", "replace"), data)
@@ -184,7 +189,8 @@ class ChatStream:
         self.model = model
         transport = client.transport
         self._clock = transport.clock
-        self._redact = transport.redact
+        secrets = exchange.secrets or transport.secrets
+        self._redact = lambda text: redact(text, secrets)
         self._exchange = exchange
         self._reader = exchange.reader
         self._ledger = ledger = _Ledger(client, model, messages, exchange)
@@ -214,7 +220,7 @@ class ChatStream:
             self._whole = self._play_whole(client, messages)
             self._events: Iterator[str] = iter(())
         else:
-            self._events = sse_data(_chunks(self._reader))
+            self._events = sse_data(_chunks(self._reader), self._reader.max_bytes)
 
     # Public ----------------------------------------------------------------------------------
     @property
@@ -247,6 +253,10 @@ class ChatStream:
                 data = next(self._events)
             except StopIteration:
                 failure = ("stream for model %s ended without [DONE]" % (self.model,), False)
+            except LineTooLong as err:  # over max_response_bytes: not read further
+                self._fail_with(InvalidResponseError(
+                    "stream for model %s: %s (max_response_bytes)" % (self.model, err),
+                    request_id=self.request_id, attempt_log=self._exchange.attempt_log))
             except ValueError as err:
                 failure = ("stream for model %s is not valid SSE: %s" % (self.model, err), False)
             except APIConnectionError as err:
@@ -420,7 +430,7 @@ class ChatStream:
             exchange.body = self._reader.read_all()
             self._result = finish_chat(exchange, self.model, messages, catalog=client.catalog,
                                        tracker=client.tracker, clock=self._clock,
-                                       secrets=client.transport.secrets)
+                                       secrets=exchange.secrets)
         except APIConnectionError as err:
             self._ledger.state = _FAILED
             self._error = err

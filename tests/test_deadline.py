@@ -126,3 +126,87 @@ def test_a_deadline_that_is_not_positive_seconds_is_refused(deadline):
             client.chat("gpt-5.4", MESSAGES, deadline=deadline)
         with pytest.raises(ValueError, match="deadline"):
             client.stream("gpt-5.4", MESSAGES, deadline=deadline)
+
+
+def _trickle(conn, server, first, byte, seconds):
+    """Send ``first``, then ``byte`` every 0.1 s for ``seconds`` (or until the client leaves)."""
+    conn.sendall(first)
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        if server.pause(0.1):
+            return
+        conn.sendall(byte)
+
+
+def _one_try(server):
+    return llmroute.Client(server.base_url, KEY, retry=llmroute.RetryPolicy(max_retries=0),
+                           timeout=(2, 2))
+
+
+# http.client and urllib3 loop over many socket reads inside one read call; each recv is bounded
+# by the socket timeout, the loop only by the deadline watchdog shutting the socket down.
+def test_chat_deadline_bounds_a_chunked_body_whose_chunk_size_line_trickles(serve):
+    def handler(conn, request, server):
+        _trickle(conn, server, head(200, ["Transfer-Encoding: chunked", "Connection: close"])
+                 + b"1;", b"a", 4.0)
+
+    server = serve(handler)
+    with _one_try(server) as client:
+        started = time.monotonic()
+        with pytest.raises(llmroute.errors.APITimeoutError, match="deadline passed"):
+            client.chat("gpt-5.4", MESSAGES, deadline=1)
+        elapsed = time.monotonic() - started
+    assert elapsed < BOUND, "deadline=1 but the call took %.2fs" % elapsed
+
+
+def test_chat_deadline_bounds_a_gzip_body_whose_header_trickles(serve):
+    # A gzip member's FNAME field yields no decoded byte: urllib3's read1 loops on raw reads.
+    gz_head = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff"  # FLG=FNAME: a name follows
+
+    def handler(conn, request, server):
+        _trickle(conn, server, head(200, ["Content-Encoding: gzip", "Connection: close"],
+                                    length=100000) + gz_head, b"n", 4.0)
+
+    server = serve(handler)
+    with _one_try(server) as client:
+        started = time.monotonic()
+        with pytest.raises(llmroute.errors.APITimeoutError, match="deadline passed"):
+            client.chat("gpt-5.4", MESSAGES, deadline=1)
+        elapsed = time.monotonic() - started
+    assert elapsed < BOUND, "deadline=1 but the call took %.2fs" % elapsed
+
+
+def test_stream_deadline_bounds_a_chunk_size_line_that_trickles_as_a_stream_timeout(serve):
+    def handler(conn, request, server):
+        first = sse_events(["hi"], usage=False)[0]
+        _trickle(conn, server, head(200, ["Transfer-Encoding: chunked", "Connection: close"],
+                                    content_type="text/event-stream")
+                 + chunk(first) + b"1;", b"a", 4.0)
+
+    server = serve(handler)
+    with _one_try(server) as client:
+        started = time.monotonic()
+        with pytest.raises(llmroute.errors.StreamTimeoutError) as caught:
+            with client.stream("gpt-5.4", MESSAGES, deadline=1) as stream:
+                for _ in stream:
+                    pass
+        elapsed = time.monotonic() - started
+    assert elapsed < BOUND, "deadline=1 but the stream took %.2fs" % elapsed
+    assert caught.value.partial_text == "hi"
+
+
+def test_chat_deadline_bounds_headers_that_trickle(serve):
+    # Each byte comes within the read timeout (2 s), the whole status line and headers never.
+    def handler(conn, request, server):
+        for byte in head(200, ["Connection: close"] + ["X-Pad: %d" % i for i in range(20)], 10):
+            if server.pause(0.4):
+                return
+            conn.sendall(bytes([byte]))
+
+    server = serve(handler)
+    with _one_try(server) as client:
+        started = time.monotonic()
+        with pytest.raises(llmroute.errors.APITimeoutError):
+            client.chat("gpt-5.4", MESSAGES, deadline=1)
+        elapsed = time.monotonic() - started
+    assert elapsed < BOUND, "deadline=1 but the call took %.2fs" % elapsed

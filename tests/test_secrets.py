@@ -2,6 +2,7 @@
 tracebacks, logs or results, on any path."""
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import traceback
@@ -136,3 +137,87 @@ def test_a_ledger_error_never_echoes_a_password_in_the_target(tmp_path):
     with pytest.raises(LedgerError) as info:
         Ledger(str(tmp_path / "no such password=hunter2"), create=False)
     assert "hunter2" not in str(info.value) and "password=***" in str(info.value)
+
+
+SLASH_KEY = "Zq81/Xv4+Lm0/Pt7Ws2/Ye9"  # a base64-style key: '/' and '+' are common
+
+
+def _client(server, key=KEY):
+    return llmroute.Client(server.base_url, key, timeout=(2, 2),
+                           retry=llmroute.RetryPolicy(max_retries=0))
+
+
+def test_a_key_echoed_with_json_escapes_is_never_shown_in_a_status_error(serve):
+    # PHP's json_encode and some proxies write '/' as '\/': whole again only once decoded.
+    def handler(conn, request, server):
+        sent = request.headers["authorization"].split(" ", 1)[1]
+        body = ('{"error": {"message": "Incorrect API key provided: %s"}}'
+                % sent.replace("/", "\\/")).encode()
+        respond(conn, body, status=401)
+
+    server = serve(handler)
+    with _client(server, SLASH_KEY) as client:
+        with pytest.raises(llmroute.errors.AuthenticationError) as caught:
+            client.chat("gpt-5.4", MESSAGES)
+    assert "Incorrect API key provided: [REDACTED]" in str(caught.value)
+    assert SLASH_KEY not in everything_shown(caught.value)
+
+
+@pytest.mark.parametrize("escape", [False, True])
+def test_chat_result_raw_never_holds_a_key_the_server_echoed(serve, escape):
+    def handler(conn, request, server):
+        body = json.loads(completion())
+        body["echo"] = {"authorization": request.headers["authorization"]}
+        text = json.dumps(body)
+        respond(conn, (text.replace("/", "\\/") if escape else text).encode())
+
+    server = serve(handler)
+    with _client(server, SLASH_KEY) as client:
+        result = client.chat("gpt-5.4", MESSAGES)
+    assert SLASH_KEY not in json.dumps(result.raw)
+    assert result.raw["echo"]["authorization"] == "Bearer [REDACTED]"
+    assert result.content == "hello"
+
+
+def test_the_not_json_excerpt_never_shows_part_of_a_key_at_the_cut(serve):
+    def handler(conn, request, server):
+        sent = request.headers["authorization"].split(" ", 1)[1]
+        respond(conn, b"<" * 190 + sent.encode())
+
+    server = serve(handler)
+    with _client(server, SLASH_KEY) as client:
+        with pytest.raises(llmroute.errors.InvalidResponseError) as caught:
+            client.chat("gpt-5.4", MESSAGES)
+    assert SLASH_KEY[:6] not in str(caught.value)
+    assert SLASH_KEY[:6] not in caught.value.body
+
+
+@pytest.mark.parametrize("name, value", [
+    ("Authorization", "Bearer Uk7/Gh3+Wd9/Lo2Qe5Rt8"),
+    ("api-key", "Uk7/Gh3+Wd9/Lo2Qe5Rt8"),
+    ("X-Api-Key", "Uk7/Gh3+Wd9/Lo2Qe5Rt8"),
+])
+def test_a_key_given_per_call_in_extra_headers_is_redacted_too(serve, name, value):
+    user_key = "Uk7/Gh3+Wd9/Lo2Qe5Rt8"
+
+    def handler(conn, request, server):
+        sent = request.headers[name.lower()]
+        body = json.dumps({"error": {"message": "Incorrect API key provided: " + sent}})
+        respond(conn, body.encode(), status=401, headers=["X-Echo-Key: " + sent])
+
+    server = serve(handler)
+    with _client(server) as client:
+        with pytest.raises(llmroute.errors.AuthenticationError) as caught:
+            client.chat("gpt-5.4", MESSAGES, extra_headers={name: value})
+    assert server.requests[0].headers[name.lower()] == value
+    assert user_key not in everything_shown(caught.value)
+    assert user_key not in repr(caught.value.headers)
+
+
+def test_config_error_for_a_bad_base_url_chains_nothing():
+    # urlsplit's ValueError quotes the netloc, password included: it must not be on __context__.
+    password = "s3cr\u2100etpass"  # U+2100 normalises to "a/c": urlsplit refuses the netloc
+    with pytest.raises(llmroute.ConfigError) as caught:
+        llmroute.Client("http://user:%s@127.0.0.1:1/v1" % password, KEY)
+    assert password not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None

@@ -7,7 +7,7 @@ import pytest
 
 import llmroute
 from llmroute.testing import Reply
-from _servers import chunk, gzip_stream, head, sse_events
+from _servers import chunk, completion, gzip_stream, head, respond, sse_events
 
 KEY = "sk-test-cleanup-0000"
 MESSAGES = [{"role": "user", "content": "Count."}]
@@ -92,3 +92,29 @@ def test_a_stream_cut_short_is_recorded_as_an_error(serve, cut):
             list(stream)
     assert info.value.partial_text == "one two " and info.value.request_sent
     assert tracker.snapshot().errors == 1
+
+
+def test_an_abandoned_stream_frees_its_slot_for_another_client_sharing_the_limiter(serve):
+    # The finalizer's cleanup goes on a process-wide queue that every client runs first.
+    def handler(conn, request, server):
+        if request.json().get("stream"):
+            conn.sendall(head(200, ["Connection: close"], content_type="text/event-stream")
+                         + sse_events(["hi"], usage=False)[0])
+            server.pause(4)
+        else:
+            respond(conn, completion())
+
+    server = serve(handler)
+    limiter = llmroute.RateLimiter(max_concurrent=1)
+    streaming = llmroute.Client(server.base_url, KEY, limiter=limiter, timeout=(2, 2))
+    other = llmroute.Client(server.base_url, KEY, limiter=limiter, timeout=(2, 2))
+    try:
+        stream = streaming.stream("gpt-5.4", MESSAGES)
+        for _ in stream:
+            break
+        del stream
+        gc.collect()
+        assert other.chat("gpt-5.4", MESSAGES, deadline=1.5).content == "hello"
+    finally:
+        other.close()
+        streaming.close()

@@ -250,3 +250,24 @@ def test_router_complete_json_routes_to_the_best_json_model_and_repairs(gw):
     assert result.data == {"items": [{"name": "tea", "price": 2.5}]}
     assert result.repairs == 1
     assert {r.model for r in gw.requests} == {"claude-opus-4.6"}
+
+
+def test_chat_json_repairs_a_reply_holding_a_lone_surrogate(serve):
+    # The first reply (half an emoji, as a gateway that cut one sends) goes back in the repair
+    # turn: it is sent as a JSON escape, not refused as the caller's bad "messages".
+    from _servers import completion, respond
+
+    def handler(conn, request, server):
+        if len(server.requests) == 1:
+            body = json.dumps({"choices": [{"index": 0, "message": {
+                "role": "assistant", "content": "oops \ud83d"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+        else:
+            body = completion('{"ok": true}')
+        respond(conn, body)
+
+    server = serve(handler)
+    with llmroute.Client(server.base_url, KEY, timeout=(2, 2)) as client:
+        result = client.chat_json("gpt-5.4", [{"role": "user", "content": "JSON please"}])
+    assert result.data == {"ok": True} and result.repairs == 1
+    assert b"oops \\ud83d" in server.requests[1].body

@@ -207,3 +207,37 @@ def test_tool_schema_reads_annotation_objects_as_well_as_strings():
     properties = tool_schema(count)["function"]["parameters"]["properties"]
     assert properties == {"n": {"type": "integer"}, "ratio": {"type": "number"},
                           "items": {"type": "array"}}
+
+
+def _tool_round(arguments):
+    return json.dumps({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [{
+            "id": "c1", "type": "function",
+            "function": {"name": "echo", "arguments": arguments}}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+
+
+def test_run_tools_sends_back_tool_arguments_holding_a_lone_surrogate(serve):
+    from _servers import completion, respond
+
+    def handler(conn, request, server):
+        respond(conn, _tool_round('{"text": "cut \ud83d"}') if len(server.requests) == 1
+                else completion("done"))
+
+    def echo(text: str) -> str:
+        return "got %d chars" % len(text)
+
+    server = serve(handler)
+    with llmroute.Client(server.base_url, KEY, timeout=(2, 2)) as client:
+        run = run_tools(client, "gpt-5.4", MESSAGES, {"echo": echo})
+    assert run.result.content == "done" and run.rounds == 2
+
+
+def test_a_tool_call_error_chains_nothing(serve):
+    from _servers import respond
+
+    server = serve(lambda conn, request, srv: respond(conn, _tool_round("{not json")))
+    with llmroute.Client(server.base_url, KEY, timeout=(2, 2)) as client:
+        with pytest.raises(llmroute.errors.ToolCallError) as caught:
+            client.chat("gpt-5.4", MESSAGES)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None

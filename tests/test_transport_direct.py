@@ -109,7 +109,7 @@ def test_a_refused_connection_reads_the_same_on_both_paths():
     assert [type(e) for e in errors] == [llmroute.APIConnectionError] * 2
     assert [e.request_sent for e in errors] == [False, False]
     assert str(errors[0]) == str(errors[1])
-    assert "ConnectionError" in str(errors[0])
+    assert "ConnectionError" in str(errors[0]) and "Connection refused" in str(errors[0])
     assert errors[0].__cause__ is None and errors[0].__context__ is None
 
 

@@ -1,6 +1,8 @@
 """Broken 2xx bodies, wrong shapes and odd usage: typed errors only, the right reaction to each."""
 from __future__ import annotations
 
+import gzip
+import tracemalloc
 from decimal import Decimal
 
 import pytest
@@ -227,3 +229,84 @@ def test_a_stream_carries_the_gateways_own_cost_and_its_attempt_log(serve):
         result = client.stream("gpt-5.4", MESSAGES).result()
     assert result.gateway_cost_usd == Decimal("0.000015") and result.content == "hi"
     assert [(a.number, a.status) for a in result.attempt_log] == [(1, 200)]
+
+
+def test_a_2xx_with_conflicting_content_lengths_is_a_connection_error_after_sending(serve):
+    # urllib3 refuses "Content-Length: N" twice with different values (requests' InvalidHeader):
+    # the server's header, not a bad argument of the caller's.
+    def handler(conn, request, server):
+        body = completion()
+        conn.sendall(head(200, ["Content-Length: %d" % len(body), "Content-Length: 7",
+                                "Connection: close"]) + body)
+
+    server = serve(handler)
+    tracker = llmroute.CostTracker()
+    with client_for(server, tracker=tracker) as client:
+        with pytest.raises(llmroute.errors.APIConnectionError) as caught:
+            client.chat("gpt-5.4", MESSAGES)
+    assert not isinstance(caught.value, ValueError)
+    assert caught.value.request_sent is True
+    assert tracker.snapshot().errors >= 1
+
+
+def test_an_early_hints_103_is_never_taken_for_the_answer(serve):
+    # http.client skips only "100 Continue": a 103 (RFC 8297) arrives as the response; the
+    # final answer behind it is lost, so the attempt is a failure after sending, not HTTP 103.
+    def handler(conn, request, server):
+        body = completion()
+        conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                     + head(200, ["Connection: close"], len(body)) + body)
+
+    server = serve(handler)
+    with client_for(server) as client:
+        with pytest.raises(llmroute.errors.APIConnectionError) as caught:
+            client.chat("gpt-5.4", MESSAGES)
+    assert not isinstance(caught.value, llmroute.errors.APIStatusError)
+    assert caught.value.request_sent is True and "interim HTTP 103" in str(caught.value)
+    assert len(server.requests) == 3  # retried by the switch for failures after sending
+
+
+CAP = 64 * 1024
+
+
+def test_a_gzip_body_expanding_past_max_response_bytes_is_refused_in_bounded_memory(serve):
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024), 9)  # 8 KB on the wire, 8 MiB decoded
+
+    def handler(conn, request, server):
+        conn.sendall(head(200, ["Content-Encoding: gzip", "Connection: close"], len(bomb))
+                     + bomb)
+
+    server = serve(handler)
+    with client_for(server, max_response_bytes=CAP) as client:
+        tracemalloc.start()
+        try:
+            with pytest.raises(llmroute.errors.InvalidResponseError,
+                               match="max_response_bytes") as caught:
+                client.chat("gpt-5.4", MESSAGES)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert caught.value.request_sent is True
+    assert len(server.requests) == 1  # may have been billed: not retried
+    assert peak < 10 * CAP, "peak %d bytes for a cap of %d" % (peak, CAP)
+
+
+def test_a_stream_line_over_max_response_bytes_is_an_invalid_response(serve):
+    def handler(conn, request, server):
+        conn.sendall(head(200, ["Transfer-Encoding: chunked", "Connection: close"],
+                          content_type="text/event-stream"))
+        for _ in range(20):
+            conn.sendall(chunk(b"x" * 8192))
+        server.pause(2)
+
+    server = serve(handler)
+    with client_for(server, max_response_bytes=CAP) as client:
+        with pytest.raises(llmroute.errors.InvalidResponseError, match="max_response_bytes"):
+            for _ in client.stream("gpt-5.4", MESSAGES):
+                pass
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "64"])
+def test_max_response_bytes_must_be_a_positive_int(bad):
+    with pytest.raises(ValueError, match="max_response_bytes"):
+        llmroute.Client("http://127.0.0.1:1/v1", KEY, max_response_bytes=bad)
