@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ._lazy import LazyPattern
 
@@ -60,21 +60,27 @@ def _text(value: Any) -> Optional[str]:
     return text if 0 < len(text) <= _MAX_VALUE_CHARS else None
 
 
-def _lowered(headers: Optional[Mapping[str, Any]]) -> Dict[str, str]:
-    """The headers as a plain dict keyed by lower-case name (values stripped, junk dropped)."""
+def _named_pairs(headers: Optional[Mapping[str, Any]]) -> List[Tuple[str, Any]]:
+    """The ``(name, value)`` pairs of any Mapping-like headers; junk (no ``items``, a pair
+    that is not two items, a name that is not a string) is left out, never raised."""
     items = getattr(headers, "items", None)
     if items is None:
-        return {}
+        return []
     try:
         pairs = list(items())
     except (TypeError, ValueError):
-        return {}
-    lowered = {}
-    for pair in pairs:
-        if isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str):
-            text = _text(pair[1])
-            if text is not None:
-                lowered.setdefault(pair[0].lower(), text)
+        return []
+    return [pair for pair in pairs
+            if isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)]
+
+
+def _lowered(headers: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    """The headers as a plain dict keyed by lower-case name (values stripped, junk dropped)."""
+    lowered: Dict[str, str] = {}
+    for name, value in _named_pairs(headers):
+        text = _text(value)
+        if text is not None:
+            lowered.setdefault(name.lower(), text)
     return lowered
 
 
@@ -218,21 +224,12 @@ _RATE_LIMIT_NAMES = {prefix + _RATE_LIMIT_PREFIX + suffix: (index, prefixed)
 def _rate_limit_values(headers: Optional[Mapping[str, Any]]) -> Dict[Tuple[int, int], str]:
     """The ``x-ratelimit-*`` headers alone, plain or ``llm_provider-`` prefixed, by (field
     index, prefixed); of two spellings of one name the first with a usable value wins."""
-    items = getattr(headers, "items", None)
-    if items is None:
-        return {}
-    try:
-        pairs = list(items())
-    except (TypeError, ValueError):
-        return {}
     found: Dict[Tuple[int, int], str] = {}
     names = _RATE_LIMIT_NAMES
-    for pair in pairs:
-        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
-            continue
-        key = names.get(pair[0].lower())
+    for name, value in _named_pairs(headers):
+        key = names.get(name.lower())
         if key is not None and key not in found:
-            text = _text(pair[1])
+            text = _text(value)
             if text is not None:
                 found[key] = text
     return found
