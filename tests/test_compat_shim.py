@@ -119,9 +119,10 @@ def test_timeout_forms(timeout, expected):
 
 
 def test_timeout_none_means_the_default_with_one_warning():
-    with pytest.warns(RuntimeWarning, match="never|not unbounded"):
+    with pytest.warns(RuntimeWarning, match="not unbounded") as caught:
         client = compat.OpenAI(api_key=KEY, base_url="http://127.0.0.1:9/v1", timeout=None)
     assert client.timeout == DEFAULT_TIMEOUT
+    assert caught[0].filename == __file__
     with pytest.raises(ValueError, match="timeout"):
         compat.OpenAI(api_key=KEY, base_url="http://127.0.0.1:9/v1", timeout=True)
 
@@ -387,3 +388,16 @@ def test_the_core_never_imports_compat():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_a_timeout_object_with_a_none_part_takes_the_default_for_it():
+    with pytest.warns(RuntimeWarning):
+        client = compat.OpenAI(api_key=KEY, base_url="http://127.0.0.1:9/v1",
+                               timeout=_HttpxLikeTimeout(2.0, None))
+    assert client.timeout == (2.0, DEFAULT_TIMEOUT[1])
+
+
+def test_the_timeout_warning_points_at_the_callers_line(shim, gw):
+    with pytest.warns(RuntimeWarning) as caught:
+        shim.chat.completions.create(model=MODEL, messages=MESSAGES, timeout=None)
+    assert caught[0].filename == __file__

@@ -1,4 +1,4 @@
-"""``OpenAI``: the part of the ``openai`` SDK's client that chat code uses, on llmroute's ``Client``.
+"""``OpenAI``: the part of the ``openai`` SDK's client that chat code uses, on ``llmroute.Client``.
 
 ``client.chat.completions.create(model=..., messages=..., **params)`` is sent by one shared
 ``llmroute.Client`` (its pool, retry loop, limiter, tracker), or by a ``Router`` when
@@ -93,17 +93,13 @@ def _check_max_retries(value: Any) -> int:
     return value
 
 
-def _timeout(value: Any, default: Tuple[float, float]) -> Optional[Tuple[float, float]]:
+def _timeout(value: Any, default: Tuple[float, float], *, stacklevel: int
+             ) -> Optional[Tuple[float, float]]:
     """openai's ``timeout`` as llmroute's ``(connect, read)``: a number is both; an object with
-    ``connect``/``read`` (``httpx.Timeout``) gives them; ``None`` or a missing part is the
-    client's default, with a warning: llmroute never waits forever."""
+    ``connect``/``read`` (``httpx.Timeout``) gives them; ``None`` (or a ``None`` part) is the
+    client's default, with a warning: llmroute never waits forever. Not given: ``None``."""
     if isinstance(value, _SENTINELS):
         return None
-    if value is None:
-        warnings.warn("llmroute.compat: timeout=None is not unbounded in llmroute; using the "
-                      "client's timeout %r (connect, read) seconds" % (default,),
-                      RuntimeWarning, stacklevel=4)
-        return default
     if isinstance(value, bool):
         raise ValueError("timeout must be seconds, a (connect, read) pair or an httpx.Timeout, "
                          "got %r" % (value,))
@@ -111,11 +107,15 @@ def _timeout(value: Any, default: Tuple[float, float]) -> Optional[Tuple[float, 
         return (float(value), float(value))
     if isinstance(value, tuple):
         return value
-    if hasattr(value, "connect") and hasattr(value, "read"):
-        connect, read = value.connect, value.read
+    if value is None or (hasattr(value, "connect") and hasattr(value, "read")):
+        connect = getattr(value, "connect", None)
+        read = getattr(value, "read", None)
         if connect is None or read is None:
-            return _timeout(None, default) and (connect or default[0], read or default[1])
-        return (float(connect), float(read))
+            warnings.warn("llmroute.compat: a timeout of None is not unbounded in llmroute; "
+                          "using the client's (connect, read) timeout %r seconds instead"
+                          % (default,), RuntimeWarning, stacklevel=stacklevel + 1)
+        return (default[0] if connect is None else float(connect),
+                default[1] if read is None else float(read))
     raise ValueError("timeout must be seconds, a (connect, read) pair or an httpx.Timeout, "
                      "got %r" % (value,))
 
@@ -139,8 +139,8 @@ class OpenAI:
 
     Same constructor (``api_key``, ``base_url``, ``organization``, ``project``, ``timeout``,
     ``max_retries`` default 2, ``default_headers``; ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` then
-    ``LLMROUTE_*``), plus llmroute's own: ``client=`` (an existing ``Client``, shared), ``limiter=``,
-    ``tracker=``, ``catalog=``, ``retry=`` (a ``RetryPolicy``) and ``router=`` (for
+    ``LLMROUTE_*``), plus llmroute's own: ``client=`` (an existing ``Client``, shared),
+    ``limiter=``, ``tracker=``, ``catalog=``, ``retry=`` (a ``RetryPolicy``) and ``router=`` (for
     ``model="auto"``; made from the client on first use when not given). Raises ``ConfigError``
     (also ``ValueError`` and the shim's ``OpenAIError``) for a missing key, ``ValueError`` for
     bad options, ``NotImplementedError`` for ``http_client``/``default_query``.
@@ -207,7 +207,7 @@ class OpenAI:
         if project:
             headers["OpenAI-Project"] = project
         headers.update(default_headers or {})
-        timeout = _timeout(timeout, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
+        timeout = _timeout(timeout, DEFAULT_TIMEOUT, stacklevel=3) or DEFAULT_TIMEOUT
         try:
             client = Client(str(base_url), api_key, timeout=timeout, retry=policy,
                             limiter=limiter, catalog=catalog, tracker=tracker,
@@ -257,7 +257,7 @@ class OpenAI:
         retry = base.retry
         if not isinstance(max_retries, _SENTINELS):
             retry = dataclasses.replace(retry, max_retries=_check_max_retries(max_retries))
-        new_timeout = _timeout(timeout, base.timeout) or base.timeout
+        new_timeout = _timeout(timeout, base.timeout, stacklevel=2) or base.timeout
         twin = Client(base.base_url, api_key, timeout=new_timeout, retry=retry,
                       limiter=base.limiter, catalog=base.catalog, tracker=base.tracker,
                       default_headers=headers, session=base.session)
@@ -334,7 +334,7 @@ class Completions:
         body.update(extra_body or {})
         options: Dict[str, Any] = {k: params[k] for k in _CLIENT_OPTIONS
                                    if params.get(k) is not None}
-        attempt_timeout = _timeout(timeout, client.timeout)
+        attempt_timeout = _timeout(timeout, client.timeout, stacklevel=2)
         if attempt_timeout is not None:
             options["timeout"] = attempt_timeout
         if extra_headers:
