@@ -361,6 +361,9 @@ def _status(cls, status, body='{"error": {"message": "nope", "type": "t", "code"
     (llmroute.AllModelsFailedError("all failed", errors=[("m", "x")]), compat.APIError,
      llmroute.AllModelsFailedError),
     (llmroute.BudgetExceededError("over"), compat.OpenAIError, llmroute.BudgetExceededError),
+    (llmroute.ToolCallError("bad arguments", raw="{x", name="f"), compat.APIResponseValidationError,
+     llmroute.ToolCallError),
+    (llmroute.ConfigError("no key"), compat.OpenAIError, ValueError),
 ])
 def test_translate_keeps_both_identities_and_every_attribute(error, shim_class, core_class):
     new = translate(error)
@@ -401,3 +404,20 @@ def test_the_timeout_warning_points_at_the_callers_line(shim, gw):
     with pytest.warns(RuntimeWarning) as caught:
         shim.chat.completions.create(model=MODEL, messages=MESSAGES, timeout=None)
     assert caught[0].filename == __file__
+
+
+def test_one_shim_shared_by_threads_makes_one_router_and_one_pool(shim, gw):
+    import concurrent.futures
+
+    def ask(i):
+        return shim.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "Say hello %d" % i}])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        completions = list(pool.map(ask, range(16)))
+    assert len({id(c.llmroute) for c in completions}) == 16
+    # Every call went through the same router: its health board saw all sixteen.
+    assert sum(stats.count for stats in shim.router.stats().values()) == 16
+    pools = shim.client.session.get_adapter(shim.client.base_url).poolmanager.pools
+    opened = sum(pools[key].num_connections for key in pools.keys())
+    assert len(gw.requests) == 16 and 1 <= opened <= 8
