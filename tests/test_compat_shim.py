@@ -13,7 +13,7 @@ from llmroute import compat
 from llmroute.compat.client import DEFAULT_TIMEOUT
 from llmroute.compat.errors import translate
 from llmroute.compat.models import ChatCompletion
-from llmroute.testing import Reply
+from llmroute.testing import FakeGateway, Reply
 
 KEY = "sk-test-shim-0123456789"
 MODEL = "gpt-5.4"
@@ -74,16 +74,17 @@ def test_extra_query_and_pydantic_response_format_are_refused(shim, gw):
 
 # -- configuration ------------------------------------------------------------------------------
 
-def test_env_variables_configure_it_and_the_key_never_shows(gw, monkeypatch):
-    monkeypatch.setenv("OPENAI_BASE_URL", gw.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    client = compat.OpenAI()
-    assert client.base_url == gw.base_url + "/"
-    assert client.max_retries == 2
-    assert KEY not in repr(client)
-    client.chat.completions.create(model=MODEL, messages=MESSAGES)
-    assert gw.requests[0].header("Authorization") == "Bearer " + KEY
-    client.close()
+def test_env_variables_configure_it_and_the_key_never_shows(monkeypatch):
+    with FakeGateway(api_key=KEY) as gw:  # answers 401 unless the key from the env is sent
+        monkeypatch.setenv("OPENAI_BASE_URL", gw.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        client = compat.OpenAI()
+        assert client.base_url == gw.base_url + "/"
+        assert client.max_retries == 2
+        assert KEY not in repr(client)
+        completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        client.close()
+    assert completion.choices[0].finish_reason == "stop"
 
 
 def test_missing_key_is_an_openai_error_and_a_config_error():
@@ -377,6 +378,20 @@ def test_translate_keeps_both_identities_and_every_attribute(error, shim_class, 
         assert new.request_id == "req_1" and new.retry_after == 2.0
         assert new.response is None and new.request is None
     assert translate(new) is new
+
+
+class _HouseNotFound(llmroute.NotFoundError):
+    """A subclass llmroute's table does not know (as dialects' ModelNotFoundError)."""
+
+
+def test_translate_picks_openais_class_by_status_and_keeps_the_subclass():
+    new = translate(_status(_HouseNotFound, 400))
+    assert isinstance(new, compat.BadRequestError)  # openai decides by status
+    assert isinstance(new, _HouseNotFound) and isinstance(new, llmroute.NotFoundError)
+    assert type(new).__name__ == "_HouseNotFound"
+    assert type(translate(_status(_HouseNotFound, 400))) is type(new)  # made once
+    assert isinstance(translate(_status(_HouseNotFound, 404)), compat.NotFoundError)
+    assert isinstance(translate(_status(llmroute.RateLimitError, 503)), compat.InternalServerError)
 
 
 def test_translate_keeps_a_non_json_body_as_text():

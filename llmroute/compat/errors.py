@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Dict, Mapping, Optional, Type
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .. import errors as core
 
@@ -89,16 +89,13 @@ class InternalServerError(APIStatusError, core.InternalServerError):
     """5xx."""
 
 
-#: llmroute class -> the shim class it becomes; the nearest entry of the error's MRO wins.
+#: openai's class for each status (its ``_make_status_error``); other 5xx: InternalServerError.
+_BY_STATUS: Dict[int, type] = {
+    400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError,
+    404: NotFoundError, 409: ConflictError, 422: UnprocessableEntityError, 429: RateLimitError,
+}
+#: llmroute errors without a status -> the shim class; the nearest entry of the MRO wins.
 _BY_CLASS: Dict[type, type] = {
-    core.BadRequestError: BadRequestError,
-    core.AuthenticationError: AuthenticationError,
-    core.PermissionDeniedError: PermissionDeniedError,
-    core.NotFoundError: NotFoundError,
-    core.UnprocessableEntityError: UnprocessableEntityError,
-    core.RateLimitError: RateLimitError,
-    core.InternalServerError: InternalServerError,
-    core.APIStatusError: APIStatusError,
     core.APITimeoutError: APITimeoutError,
     core.APIConnectionError: APIConnectionError,
     core.InvalidResponseError: APIResponseValidationError,
@@ -107,28 +104,39 @@ _BY_CLASS: Dict[type, type] = {
     core.ToolCallError: APIResponseValidationError,
     core.LLMRouteError: OpenAIError,
 }
-#: Statuses llmroute raises as a plain APIStatusError that openai has a class for.
-_BY_STATUS: Dict[int, type] = {409: ConflictError}
 
-# Guards _COMBINED: classes made once per llmroute subclass the table does not name.
+# Guards _COMBINED: classes made once per (shim class, llmroute class) the tables do not pair.
 _combined_lock = threading.Lock()
-_COMBINED: Dict[Type[BaseException], type] = {}
+_COMBINED: Dict[Tuple[type, type], type] = {}
+
+
+def _status_class(status: int) -> type:
+    """The class openai raises for ``status``."""
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls
+    return InternalServerError if status >= 500 else APIStatusError
 
 
 def _shim_class(error: core.LLMRouteError) -> type:
-    """The class a translated error gets: an instance of both the shim's class and the error's."""
+    """The class a translated error gets: openai's for its status (or kind), and the error's own.
+
+    A status decides as in openai (a 400 that llmroute reads as ``ModelNotFoundError`` is a
+    ``BadRequestError`` here, and still an ``llmroute.ModelNotFoundError``).
+    """
     kind = type(error)
-    base = next(_BY_CLASS[k] for k in kind.__mro__ if k in _BY_CLASS)
-    if kind is core.APIStatusError:
-        base = _BY_STATUS.get(getattr(error, "status_code", 0), base)
+    if isinstance(error, core.APIStatusError):
+        base = _status_class(error.status_code)
+    else:
+        base = next(_BY_CLASS[k] for k in kind.__mro__ if k in _BY_CLASS)
     if issubclass(base, kind):
         return base
     with _combined_lock:
-        combined = _COMBINED.get(kind)
+        combined = _COMBINED.get((base, kind))
         if combined is None:
             combined = type(kind.__name__, (base, kind), {
                 "__module__": __name__, "__doc__": kind.__doc__})
-            _COMBINED[kind] = combined
+            _COMBINED[(base, kind)] = combined
         return combined
 
 
