@@ -436,3 +436,8 @@ def test_one_shim_shared_by_threads_makes_one_router_and_one_pool(shim, gw):
     pools = shim.client.session.get_adapter(shim.client.base_url).poolmanager.pools
     opened = sum(pools[key].num_connections for key in pools.keys())
     assert len(gw.requests) == 16 and 1 <= opened <= 8
+
+
+def test_with_options_copies_share_one_router(shim, gw):
+    quick = shim.with_options(max_retries=0)
+    assert quick.router is shim.router

@@ -261,7 +261,7 @@ class OpenAI:
         twin = Client(base.base_url, api_key, timeout=new_timeout, retry=retry,
                       limiter=base.limiter, catalog=base.catalog, tracker=base.tracker,
                       default_headers=headers, session=base.session)
-        copy = OpenAI(client=twin, router=self._router)
+        copy = OpenAI(client=twin, router=self.router)  # one router: one health board
         copy._twin_settings = self._twin_settings
         return copy
 
@@ -348,6 +348,10 @@ class Completions:
         try:
             if stream and not isinstance(stream, _SENTINELS):
                 return self._stream(model, chat_messages, body, options, stream_options)
+            if not isinstance(stream_options, _SENTINELS):
+                body["stream_options"] = stream_options  # sent as openai sends it
+            if stream is not False and not isinstance(stream, _SENTINELS):
+                body["stream"] = stream
             if routed:
                 result = self._owner.router.complete(chat_messages, **route_options, **body,
                                                      **options)
