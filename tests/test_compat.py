@@ -178,3 +178,10 @@ def test_404_and_500_map_to_the_same_classes_as_openai(gw):
         assert isinstance(ours, getattr(compat, name)) and isinstance(ours, getattr(llmroute, name))
         assert (ours.status_code, ours.message, ours.body) == \
             (theirs.status_code, theirs.message, theirs.body)
+
+
+def test_explicit_stream_false_is_sent_like_openai(gw):
+    outcomes = _each(gw, Reply(content="whole"), lambda c: c.chat.completions.create(
+        model=MODEL, messages=MESSAGES, stream=False, seed=7))
+    _assert_same_completion(outcomes)
+    assert outcomes["shim"][1][0]["stream"] is False

@@ -310,7 +310,7 @@ class Completions:
             raise _not_implemented("client.chat.completions", name)
         raise AttributeError("'Completions' object has no attribute %r" % (name,))
 
-    def create(self, *, model: str, messages: Iterable[Any], stream: Any = False,
+    def create(self, *, model: str, messages: Iterable[Any], stream: Any = NOT_GIVEN,
                stream_options: Any = NOT_GIVEN, timeout: Any = NOT_GIVEN,
                extra_headers: Optional[Mapping[str, str]] = None,
                extra_query: Optional[Mapping[str, object]] = None,
@@ -350,8 +350,8 @@ class Completions:
                 return self._stream(model, chat_messages, body, options, stream_options)
             if not isinstance(stream_options, _SENTINELS):
                 body["stream_options"] = stream_options  # sent as openai sends it
-            if stream is not False and not isinstance(stream, _SENTINELS):
-                body["stream"] = stream
+            if not isinstance(stream, _SENTINELS):
+                body["stream"] = stream  # an explicit False (or None) is sent, as openai does
             if routed:
                 result = self._owner.router.complete(chat_messages, **route_options, **body,
                                                      **options)
