@@ -441,3 +441,20 @@ def test_one_shim_shared_by_threads_makes_one_router_and_one_pool(shim, gw):
 def test_with_options_copies_share_one_router(shim, gw):
     quick = shim.with_options(max_retries=0)
     assert quick.router is shim.router
+
+
+@pytest.mark.parametrize("timeout, expected", [
+    (compat.Timeout(10.0), (10.0, 10.0)),
+    (compat.Timeout(60.0, connect=2.0), (2.0, 60.0)),
+])
+def test_openai_style_timeout_objects(timeout, expected):
+    assert compat.OpenAI(api_key=KEY, base_url="http://127.0.0.1:9/v1",
+                         timeout=timeout).timeout == expected
+    assert "connect=" in repr(timeout)
+
+
+def test_a_timeout_object_without_limits_warns_and_takes_the_default():
+    with pytest.warns(RuntimeWarning):
+        client = compat.OpenAI(api_key=KEY, base_url="http://127.0.0.1:9/v1",
+                               timeout=compat.Timeout(None))
+    assert client.timeout == DEFAULT_TIMEOUT

@@ -9,7 +9,8 @@ costs and, with ``model="auto"``, routing. Nothing in the core imports this pack
 """
 from __future__ import annotations
 
-from .client import DEFAULT_MAX_RETRIES, NOT_GIVEN, NotGiven, Omit, OpenAI, omit
+from .client import (DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, NOT_GIVEN, NotGiven, Omit, OpenAI,
+                     Timeout, omit)
 from .errors import (APIConnectionError, APIError, APIResponseValidationError, APIStatusError,
                      APITimeoutError, AuthenticationError, BadRequestError, ConflictError,
                      InternalServerError, NotFoundError, OpenAIError, PermissionDeniedError,
@@ -19,7 +20,7 @@ from .streaming import Stream
 
 __all__ = [
     "OpenAI", "Stream", "ChatCompletion", "ChatCompletionChunk", "NOT_GIVEN", "NotGiven",
-    "omit", "Omit", "DEFAULT_MAX_RETRIES",
+    "omit", "Omit", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "Timeout",
     "OpenAIError", "APIError", "APIStatusError", "APIConnectionError", "APITimeoutError",
     "APIResponseValidationError", "BadRequestError", "AuthenticationError",
     "PermissionDeniedError", "NotFoundError", "ConflictError", "UnprocessableEntityError",

@@ -20,8 +20,8 @@ from .errors import translate
 from .models import ChatCompletion
 from .streaming import Stream, usage_dict
 
-__all__ = ["OpenAI", "NOT_GIVEN", "NotGiven", "omit", "Omit", "DEFAULT_MAX_RETRIES",
-           "OPENAI_BASE_URL"]
+__all__ = ["OpenAI", "Timeout", "NOT_GIVEN", "NotGiven", "omit", "Omit",
+           "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "OPENAI_BASE_URL"]
 
 #: As openai's: two more tries after the first.
 DEFAULT_MAX_RETRIES = 2
@@ -48,6 +48,10 @@ _COMPLETIONS_UNSUPPORTED = frozenset({
 })
 
 
+#: Marks a ``Timeout`` part that was not given (``None`` means "no limit" there).
+_UNSET = object()
+
+
 class NotGiven:
     """openai's "argument not given" sentinel (distinct from ``None``)."""
 
@@ -66,6 +70,26 @@ class Omit:
 
     def __repr__(self) -> str:
         return "omit"
+
+
+class Timeout:
+    """``openai.Timeout`` (httpx's): ``Timeout(10.0)``, ``Timeout(60.0, connect=2.0)``.
+
+    llmroute uses ``connect`` and ``read``; ``write`` and ``pool`` are kept for repr only.
+    """
+
+    def __init__(self, timeout: Optional[float] = None, *, connect: Any = _UNSET,
+                 read: Any = _UNSET, write: Any = _UNSET,
+                 pool: Any = _UNSET) -> None:
+        def part(value: Any) -> Optional[float]:
+            return timeout if value is _UNSET else value
+
+        self.connect, self.read, self.write, self.pool = (part(connect), part(read),
+                                                          part(write), part(pool))
+
+    def __repr__(self) -> str:
+        return "Timeout(connect=%r, read=%r, write=%r, pool=%r)" % (
+            self.connect, self.read, self.write, self.pool)
 
 
 NOT_GIVEN = NotGiven()
