@@ -70,8 +70,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``chat``; its ``func`` default is ``run``."""
     parser = subparsers.add_parser(
         "chat", help="ask one prompt, through the router or a given model",
-        description="Send one prompt and print the answer on stdout. Without --model the "
-                    "router classifies the prompt and picks the model for its task, with "
+        description="Send one prompt and print the answer on stdout. Without --model the\n"
+                    "router classifies the prompt and picks the model for its task, with\n"
                     "fallbacks. On stderr: the model, task, why, tokens, cost and latency.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prompt", help="the prompt; '-' reads it from standard input")

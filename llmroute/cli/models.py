@@ -27,8 +27,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``models``; its ``func`` default is ``run``."""
     parser = subparsers.add_parser(
         "models", help="list the catalog: windows, prices, strengths",
-        description="List every model of the catalog with its context window, gateway and "
-                    "list prices (USD per million input/output tokens), output speed and the "
+        description="List every model of the catalog with its context window, gateway and\n"
+                    "list prices (USD per million input/output tokens), output speed and the\n"
                     "tasks it is strong at.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--format", choices=("table", "json"), default="table",
