@@ -458,3 +458,23 @@ def test_a_timeout_object_without_limits_warns_and_takes_the_default():
         client = compat.OpenAI(api_key=KEY, base_url="http://127.0.0.1:9/v1",
                                timeout=compat.Timeout(None))
     assert client.timeout == DEFAULT_TIMEOUT
+
+
+def test_compat_reads_no_private_attribute_of_another_module():
+    """The shim is built on the public API of Client, Router, ChatResult, ChatStream, errors."""
+    import ast
+    import pathlib
+
+    folder = pathlib.Path(compat.__file__).parent
+    problems = []
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text("utf-8"))
+        own = {node.attr for node in ast.walk(tree)
+               if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)}
+        own |= {node.name for node in ast.walk(tree)
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        problems += ["%s:%d reads .%s" % (path.name, node.lineno, node.attr)
+                     for node in ast.walk(tree)
+                     if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                     and not node.attr.startswith("__") and node.attr not in own]
+    assert problems == []
