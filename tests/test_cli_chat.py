@@ -7,18 +7,14 @@ import json
 
 import pytest
 
-from llmroute.cli import chat, models
+from llmroute.cli import UsageError, build_parser, main
 from llmroute.testing import Reply
 
 KEY = "sk-test-cli-0123456789"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmroute")
-    subparsers = parser.add_subparsers(dest="command")
-    chat.add_parser(subparsers)
-    models.add_parser(subparsers)
-    return parser
+    return build_parser()
 
 
 class _Interrupting(io.StringIO):
@@ -156,11 +152,43 @@ def test_dead_gateway_exits_1(monkeypatch):
 @pytest.mark.parametrize("argv", [["chat", "--max-tokens", "0", "hi"],
                                   ["chat", "--deadline", "nan", "hi"],
                                   ["chat", "--model", "x", "--route", "hi"],
+                                  ["chat"],
                                   ["models", "--format", "xml"]])
-def test_bad_options_are_refused_by_the_parser(argv, capsys):
-    with pytest.raises(SystemExit) as info:
+def test_bad_options_exit_2_with_one_line(argv, capsys):
+    with pytest.raises(UsageError):
         _parser().parse_args(argv)
-    assert info.value.code == 2
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["chat", "models"])
+def test_help_explains_itself_with_an_example_and_exits_0(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "llmroute %s" % command in out
+
+
+def test_top_level_help_lists_the_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "chat" in out and "models" in out
+
+
+def test_main_runs_chat_end_to_end(env, capsys):
+    assert main(["chat", "-m", "gpt-5.4", "hello from main"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("[fake:gpt-5.4] Reply to: hello from main")
+    assert "model: gpt-5.4" in captured.err
+
+
+def test_python_m_llmroute_models_runs(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "llmroute", "models", "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "gpt-5.4" in {m["name"] for m in json.loads(out.stdout)}
 
 
 # -- models ---------------------------------------------------------------------------------------

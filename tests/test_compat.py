@@ -180,8 +180,10 @@ def test_404_and_500_map_to_the_same_classes_as_openai(gw):
             (theirs.status_code, theirs.message, theirs.body)
 
 
-def test_explicit_stream_false_is_sent_like_openai(gw):
+def test_explicit_stream_false_and_n_choices_match_openai(gw):
     outcomes = _each(gw, Reply(content="whole"), lambda c: c.chat.completions.create(
-        model=MODEL, messages=MESSAGES, stream=False, seed=7))
-    _assert_same_completion(outcomes)
+        model=MODEL, messages=MESSAGES, stream=False, seed=7, n=2))
+    theirs, ours = _assert_same_completion(outcomes)
     assert outcomes["shim"][1][0]["stream"] is False
+    assert len(ours.choices) == len(theirs.choices) == 2
+    assert [c.index for c in ours.choices] == [0, 1]

@@ -14,9 +14,10 @@ import sys
 import traceback
 from typing import Any, Dict, List, Optional, TextIO
 
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, print_error
+
 __all__ = ["add_parser", "run", "describe"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Seconds the whole call may take by default, retries included: a shell user is waiting.
 DEFAULT_DEADLINE = 120.0
 _KEY_VARIABLES = ("LLMROUTE_API_KEY", "OPENAI_API_KEY")
@@ -30,10 +31,6 @@ _EXAMPLES = """examples:
 
 The gateway and key come from LLMROUTE_BASE_URL / LLMROUTE_API_KEY (or OPENAI_BASE_URL /
 OPENAI_API_KEY); --base-url overrides the URL. The key is never taken from the command line."""
-
-
-class _Usage(Exception):
-    """A problem with how the command was called: one line, exit code 2."""
 
 
 def _positive_int(text: str) -> int:
@@ -93,7 +90,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         metavar="SECONDS",
                         help="the whole call, retries included (default %(default)g)")
     parser.add_argument("--base-url", help="gateway URL (default: $LLMROUTE_BASE_URL)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.set_defaults(func=run)
     return parser
 
@@ -110,7 +106,8 @@ def run(args: argparse.Namespace, *, stdin: Optional[TextIO] = None,
         messages = _messages(args, stdin if stdin is not None else sys.stdin)
         schema = _schema(args)
         if args.task is not None and args.model:
-            raise _Usage("--task only applies when the router picks the model, not with --model")
+            raise UsageError("--task only applies when the router picks the model, "
+                             "not with --model")
         _check_environment(args)
         from ..client import Client
         client = Client(args.base_url or None)
@@ -118,7 +115,7 @@ def run(args: argparse.Namespace, *, stdin: Optional[TextIO] = None,
     except KeyboardInterrupt:
         print("llmroute chat: interrupted", file=err)
         return EXIT_INTERRUPTED
-    except (_Usage, ConfigError) as problem:
+    except (UsageError, ConfigError) as problem:
         return _fail(args, err, problem, EXIT_USAGE)
     except LLMRouteError as problem:
         return _fail(args, err, problem, EXIT_FAILED)
@@ -132,28 +129,29 @@ def run(args: argparse.Namespace, *, stdin: Optional[TextIO] = None,
 def _check_environment(args: argparse.Namespace) -> None:
     """Say what to set, in the shell's terms, before the client says it in Python's."""
     if not any(os.environ.get(name) for name in _KEY_VARIABLES):
-        raise _Usage("no API key: set LLMROUTE_API_KEY (or OPENAI_API_KEY) in the environment; "
-                     "it is never taken from the command line")
+        raise UsageError("no API key: set LLMROUTE_API_KEY (or OPENAI_API_KEY) in the "
+                         "environment; it is never taken from the command line")
     if not args.base_url and not any(os.environ.get(name) for name in _URL_VARIABLES):
-        raise _Usage("no gateway: pass --base-url or set LLMROUTE_BASE_URL (or OPENAI_BASE_URL)")
+        raise UsageError("no gateway: pass --base-url or set LLMROUTE_BASE_URL "
+                         "(or OPENAI_BASE_URL)")
 
 
 def _fail(args: argparse.Namespace, err: TextIO, problem: BaseException, code: int) -> int:
-    if args.debug:
+    if getattr(args, "debug", False):
         traceback.print_exception(type(problem), problem, problem.__traceback__, file=err)
-    name = "" if isinstance(problem, _Usage) else "%s: " % type(problem).__name__
-    print("llmroute chat: error: %s%s" % (name, " ".join(str(problem).split())), file=err)
+    name = "" if isinstance(problem, UsageError) else "%s: " % type(problem).__name__
+    print_error("llmroute chat", "%s%s" % (name, problem), err)
     return code
 
 
 def _messages(args: argparse.Namespace, stdin: TextIO) -> List[Dict[str, str]]:
     if args.schema and not args.json:
-        raise _Usage("--schema needs --json")
+        raise UsageError("--schema needs --json")
     if args.json and args.stream:
-        raise _Usage("--json and --stream do not go together: JSON is checked whole")
+        raise UsageError("--json and --stream do not go together: JSON is checked whole")
     prompt = stdin.read() if args.prompt == "-" else args.prompt
     if not prompt or not prompt.strip():
-        raise _Usage("the prompt is empty")
+        raise UsageError("the prompt is empty")
     messages = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": prompt})
     return messages
@@ -166,11 +164,12 @@ def _schema(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
         with open(args.schema, encoding="utf-8") as f:
             schema = json.load(f)
     except OSError as problem:
-        raise _Usage("cannot read --schema %s: %s" % (args.schema, problem.strerror)) from None
+        raise UsageError("cannot read --schema %s: %s"
+                         % (args.schema, problem.strerror)) from None
     except ValueError as problem:
-        raise _Usage("--schema %s is not JSON: %s" % (args.schema, problem)) from None
+        raise UsageError("--schema %s is not JSON: %s" % (args.schema, problem)) from None
     if not isinstance(schema, dict):
-        raise _Usage("--schema %s must hold a JSON object" % args.schema)
+        raise UsageError("--schema %s must hold a JSON object" % args.schema)
     return schema
 
 
@@ -235,7 +234,7 @@ def _first_in_route(router: Any, messages: List[Dict[str, str]], task: Optional[
     else:
         how = "task %s (given)" % task
     if task not in router.routes:
-        raise _Usage("unknown task %r; known tasks: %s" % (task, ", ".join(router.routes)))
+        raise UsageError("unknown task %r; known tasks: %s" % (task, ", ".join(router.routes)))
     route = router.routes[task]
     model = route.models[0]
     return task, "%s → %s, first in route (streamed: no fallback)" % (how, model), model, \

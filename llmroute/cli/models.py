@@ -13,9 +13,10 @@ import traceback
 from decimal import Decimal
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
+from ._common import EXIT_OK, EXIT_USAGE, print_error
+
 __all__ = ["add_parser", "run", "format_table", "as_json"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
 
 _EXAMPLES = """examples:
   llmroute models
@@ -35,7 +36,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="output format (default %(default)s)")
     parser.add_argument("--catalog", metavar="FILE",
                         help="a catalog JSON file over the shipped one")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.set_defaults(func=run)
     return parser
 
@@ -51,9 +51,9 @@ def run(args: argparse.Namespace, *, stdout: Optional[TextIO] = None,
         catalog = Catalog.from_file(args.catalog, base=default_catalog()) if args.catalog \
             else default_catalog()
     except (OSError, ValueError) as problem:
-        if args.debug:
+        if getattr(args, "debug", False):
             traceback.print_exception(type(problem), problem, problem.__traceback__, file=err)
-        print("llmroute models: error: %s" % " ".join(str(problem).split()), file=err)
+        print_error("llmroute models", problem, err)
         return EXIT_USAGE
     specs = sorted(catalog.models(), key=lambda spec: spec.name)
     if args.format == "json":
