@@ -24,7 +24,7 @@ from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageE
 __all__ = ["main", "COMMANDS", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 #: The command modules under ``llmroute.cli``, in the order ``--help`` lists them.
-COMMANDS = ("demo", "classify", "batch", "usage", "cost")
+COMMANDS = ("demo", "chat", "models", "classify", "batch", "usage", "cost")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="llmroute: route chat completions through OpenAI-compatible gateways.",
         epilog="examples:\n"
                "  llmroute demo                      the whole job offline, no key needed\n"
+               "  llmroute chat \"Explain HTTP keep-alive in two sentences.\"\n"
+               "  llmroute models --format json\n"
                "  llmroute classify \"Solve 2x + 3 = 7\"\n"
                "  llmroute batch in.jsonl -o out.jsonl --workers 16 --resume\n"
                "  llmroute usage --ledger usage.db --by model --chart\n"
