@@ -152,15 +152,25 @@ class Tables:
     structural: Tuple[StructuralCue, ...]
 
 
+#: A character that is not an ASCII word character: where the next word can start.
+_NON_WORD = re.compile(r"[^A-Za-z0-9_]")
+
+
 def search(pattern: "re.Pattern[str]", text: str, start: int = 0, end: Optional[int] = None,
            word_start: bool = False) -> "Optional[re.Match[str]]":
-    """``pattern.search`` within [start, end); with ``word_start``, only where a word starts."""
+    """``pattern.search`` within [start, end); with ``word_start``, only where a word starts.
+
+    A match inside a word is skipped along with the rest of that word (no later position in
+    it can start one), so the retries stay linear in the length of the text."""
     end = len(text) if end is None else end
     while True:
         m = pattern.search(text, start, end)
         if m is None or not word_start or not m.start() or text[m.start() - 1] not in WORD_CHARS:
             return m
-        start = m.start() + 1
+        gap = _NON_WORD.search(text, m.start(), end)
+        if gap is None:
+            return None
+        start = gap.end()
 
 
 _A = re.ASCII
@@ -178,8 +188,14 @@ _SYNTAX_OPS = re.compile(r"[=!<>]=|&&|\|\||->|=>|::|\+\+")
 _HAS_OPS = _has("==", "!=", "<=", ">=", "&&", "||", "->", "=>", "::", "++")
 _SYNTAX_KW = re.compile(r"\n[ \t]*(?:if|for|while|return|elif|else|try|except|catch|switch|const|"
                         r"let|var|func|fn|public|private|print|echo)\b[^\n]*[:;{(=]", _A)
-#: The name before a "(" that makes it a call: ``x_or_y(``, ``os.path.join(``, ``print(``.
-_CALL_NAME = re.compile(r"[A-Za-z_][\w.]*$", _A)
+#: A call on one line, ``x_or_y(7, 3)``, ``os.path.join(a)``, ``print(x)``: a name of at most
+#: 40 characters with ``_`` or ``.`` in it, or of 3+ lower-case letters, then ``(...)``. Every
+#: run is bounded and the look-ahead pins the name's end, so a scan is linear in the text.
+_CALL = re.compile(r"(?<![A-Za-z0-9_])(?=[A-Za-z_][\w.]{0,39}\()"
+                   r"(?:[a-z_][a-z0-9_]{2,39}|[A-Za-z_][\w.]{0,38}(?:_|\.\w)[\w.]{0,37})"
+                   r"\([^)\n]{0,80}\)", _A)
+#: Code syntax needs this many statement ends, operators or keyword-led lines to count fully.
+_SYNTAX_ENOUGH = 8
 
 
 def structural_cues(tables: Tables, text: str) -> List[Tuple[str, str, float, int]]:
@@ -192,10 +208,13 @@ def structural_cues(tables: Tables, text: str) -> List[Tuple[str, str, float, in
             m = search(sc.pattern, text, word_start=sc.word_start)
             if m is not None:
                 found.append((sc.cue.label, sc.cue.name, sc.cue.weight, m.start()))
-    ends = _SYNTAX_END.findall(text) if (";" in text or "{" in text or "}" in text) else ()
-    ops = _SYNTAX_OPS.findall(text) if _HAS_OPS(text) else ()
-    kws = _SYNTAX_KW.findall(gated) if "\n" in text else ()
-    lines = len(ends) + len(ops) + len(kws)
+    lines = 0
+    if ";" in text or "{" in text or "}" in text:
+        lines += _count(_SYNTAX_END, text, _SYNTAX_ENOUGH)
+    if lines < _SYNTAX_ENOUGH and _HAS_OPS(text):
+        lines += _count(_SYNTAX_OPS, text, _SYNTAX_ENOUGH - lines)
+    if lines < _SYNTAX_ENOUGH and "\n" in text:
+        lines += _count(_SYNTAX_KW, gated, _SYNTAX_ENOUGH - lines)
     if lines >= 2:
         found.append(("code", "code:syntax", 1.0 if lines < 4 else 2.0 if lines < 8 else 3.0, 0))
     pos = _math_function(text)
@@ -226,20 +245,25 @@ def _math_function(text: str) -> int:
     return -1
 
 
+def _count(pattern: "re.Pattern[str]", text: str, limit: int) -> int:
+    """How many times ``pattern`` occurs in ``text``, counting no further than ``limit``."""
+    n = 0
+    for _ in pattern.finditer(text):
+        n += 1
+        if n >= limit:
+            break
+    return n
+
+
 def _calls(text: str, limit: int = 3) -> List[int]:
-    """Positions of up to ``limit`` calls like ``x_or_y(7, 3)``: the name has ``_`` or ``.``
-    or is 3+ lower-case letters, and the parenthesis closes on the same line."""
+    """Positions of up to ``limit`` calls like ``x_or_y(7, 3)`` (see ``_CALL``)."""
+    if "(" not in text:
+        return []
     found: List[int] = []
-    i = text.find("(")
-    while i > 0 and len(found) < limit:
-        m = _CALL_NAME.search(text, max(0, i - 40), i)
-        if m is not None and (not m.start() or text[m.start() - 1] not in WORD_CHARS):
-            name = m.group()
-            close = text.find(")", i, i + 82)
-            if close > 0 and "\n" not in text[i:close] and (
-                    "_" in name or "." in name.strip(".") or (len(name) >= 3 and name.islower())):
-                found.append(m.start())
-        i = text.find("(", i + 1)
+    for m in _CALL.finditer(text):
+        found.append(m.start())
+        if len(found) >= limit:
+            break
     return found
 
 

@@ -119,7 +119,9 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _HEAD_BREAK = re.compile(r"(?<![0-9])[:](?=\s)|：|[.?!](?=\s)|[。？！]")
 _SENTENCE_END = re.compile(r"[.?!](?=\s)|[。？！\n]")
 # Numbers: digits not glued to a Latin word ("x2", "v1.3"), checked in Python.
-_DIGITS = re.compile(r"[0-9]+(?:[.,][0-9]+)*")
+# (At most 8 groups: "1.2.3.4..." as one unbounded match costs the regex engine dearly; the
+# rest of such a run starts after a "." and is not counted again.)
+_DIGITS = re.compile(r"[0-9]+(?:[.,][0-9]+){0,8}")
 _LETTERS_DOT = WORD_CHARS | {"."}
 _NUMBER_WORDS = re.compile(r"(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
                            r"twenty|thirty|forty|fifty|hundred|thousand|half|twice|double|triple|"
@@ -263,15 +265,12 @@ class Classifier:
     # -- scoring -------------------------------------------------------------------------------
 
     def _score(self, text: str) -> Tuple[Dict[str, float], Tuple[str, ...]]:
-        low = text.lower()
-        if len(low) != len(text):  # a few characters lower-case to two; keep positions aligned
-            low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+        low = _lower(text)
         head_end, tail_start = _split(low)
         passage = tail_start - head_end
         passage_factor = _SHORT_PASSAGE_FACTOR if passage < _SHORT_PASSAGE_CHARS \
             else _PASSAGE_FACTOR
-        number_starts = _number_starts(low, head_end, tail_start)
-        numbers = len(number_starts)
+        numbers, inst_numbers = _count_numbers(low, head_end, tail_start)
         # cue name -> (label, value, from the instruction?)
         best: Dict[str, Tuple[str, float, bool]] = {}
 
@@ -343,8 +342,7 @@ class Classifier:
         if asks and passage >= _QUESTION_PASSAGE_CHARS:
             note("extraction", "extraction:question_on_passage", _QUESTION_ON_PASSAGE, 0,
                  inst=True)
-        elif asks and passage < _MIN_PASSAGE_CHARS and sum(
-                1 for p in number_starts if p < head_end or p >= tail_start) >= 2:
+        elif asks and passage < _MIN_PASSAGE_CHARS and inst_numbers >= 2:
             note("math", "math:numeric_question", _NUMERIC_QUESTION, 0, inst=True)
         if quantity_question and numbers >= _WORD_PROBLEM_NUMBERS:
             note("math", "math:word_problem", _WORD_PROBLEM_WEIGHT, 0, inst=True)
@@ -376,7 +374,8 @@ class Classifier:
         if text.isascii():  # O(1): no CJK table can match
             return self._latin_tables
         hangul = _HANGUL.search(text) is not None
-        kana = len(_KANA.findall(text)) >= 2
+        first_kana = _KANA.search(text)
+        kana = first_kana is not None and _KANA.search(text, first_kana.end()) is not None
         han = _HAN.search(text) is not None
         latin = _ASCII_LETTER.search(text) is not None
         active = []
@@ -398,15 +397,43 @@ class Classifier:
         return active
 
 
-def _number_starts(low: str, head_end: int, tail_start: int) -> List[int]:
-    """Where numbers start: digits anywhere, English number words in the instruction."""
-    starts = [m.start() for m in _DIGITS.finditer(low)
-              if not m.start() or low[m.start() - 1] not in _LETTERS_DOT]
-    for a, b in ((0, head_end), (tail_start, len(low))):
-        if a < b:
-            starts.extend(m.start() for m in _NUMBER_WORDS.finditer(low, a, b)
-                          if not m.start() or low[m.start() - 1] not in WORD_CHARS)
-    return starts
+def _lower(text: str) -> str:
+    """``text`` in lower case, position for position (``"İ".lower()`` is two characters)."""
+    low = text.lower()
+    if len(low) != len(text):
+        low = text.replace("\u0130", "i").lower()
+        if len(low) != len(text):  # another such character in a later Unicode version
+            low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+    return low
+
+
+def _count_numbers(low: str, head_end: int, tail_start: int) -> Tuple[int, int]:
+    """(numbers in the prompt, numbers in the instruction): digits not glued to a Latin word
+    anywhere, English number words in the instruction. The passage is counted only up to
+    what the rules ask (``_WORD_PROBLEM_NUMBERS``), so a long table of figures costs little."""
+    inst = passage = 0
+    pos = 0
+    for a, b, limit in ((0, head_end, None), (head_end, tail_start, _WORD_PROBLEM_NUMBERS),
+                        (tail_start, len(low), None)):
+        found = 0
+        pos = max(pos, a)
+        if pos < b:
+            for m in _DIGITS.finditer(low, pos):
+                start = m.start()
+                if start >= b:
+                    break
+                pos = m.end()
+                if not start or low[start - 1] not in _LETTERS_DOT:
+                    found += 1
+                    if limit is not None and found >= limit:
+                        break
+        if limit is None and a < b:
+            found += sum(1 for m in _NUMBER_WORDS.finditer(low, a, b)
+                         if not m.start() or low[m.start() - 1] not in WORD_CHARS)
+            inst += found
+        else:
+            passage += found
+    return inst + passage, inst
 
 
 def _decayed(values: List[float]) -> float:

@@ -1,11 +1,13 @@
 """Benchmark: the keyword classifier against the comparison's naive baseline, in one run.
 
 Prints prompts per second over the dev set for both, the time of one classify() of a
-2,000-character prompt (English and CJK), both macro-F1s and the ratios. Every loop is
-bounded by a count and a time budget; figures are the best of a few repeats, since a shared
-machine only ever makes a run slower.
+2,000-character prompt (English and CJK), both macro-F1s and the ratios, then the time to
+classify 100 KB and 1 MB of each adversarial family of ``tests/test_classify_linear.py``
+(text shaped to make a backtracking regex quadratic). Every loop is bounded by a count and a
+time budget; figures are the best of a few repeats, since a shared machine only ever makes a
+run slower.
 
-    python tests/bench/bench_classify.py [FILE.jsonl]
+    python tests/bench/bench_classify.py [FILE.jsonl] [--no-adversarial]
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Callable, List, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from baseline_classifier import baseline_classify  # noqa: E402
 from llmroute.classification import Classifier  # noqa: E402
@@ -62,8 +65,35 @@ def _prompt_2000(instruction: str, body: str) -> str:
     return text[:2000]
 
 
+def _adversarial() -> None:
+    """Absolute times of the linear-time test's families: 100 KB and 1 MB, best of 3."""
+    from test_classify_linear import FAMILIES
+
+    clf = Classifier(long_context_tokens=10 ** 9)  # the text path, not the length shortcut
+    clf.classify("warm up")
+    print()
+    print("%-28s %12s %12s %7s" % ("adversarial family", "100 KB", "1 MB", "ratio"))
+    worst = 0.0
+    for name in sorted(FAMILIES):
+        times = []
+        for n in (100_000, 1_000_000):
+            text = FAMILIES[name](n)
+            best = float("inf")
+            for _ in range(3):
+                start = time.perf_counter()
+                clf.classify(text)
+                best = min(best, time.perf_counter() - start)
+            times.append(best)
+        worst = max(worst, times[1])
+        print("%-28s %9.1f ms %9.1f ms %7.1f" % (name, times[0] * 1e3, times[1] * 1e3,
+                                                times[1] / times[0]))
+    print("slowest 1 MB classification: %.1f ms" % (worst * 1e3))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    adversarial = "--no-adversarial" not in args
+    args = [a for a in args if a != "--no-adversarial"]
     path = args[0] if args else str(DEFAULT_FILE)
     items = load_jsonl(path)
     texts = [it.text for it in items]
@@ -104,6 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("%-34s %11.0f us %11.1f us %9.1f" % (name + " (per call)", ours_us, base_us,
                                                    ours_us / base_us))
     print("ratio = keyword clf / baseline (F1: difference)")
+    if adversarial:
+        _adversarial()
     return 0
 
 
