@@ -14,7 +14,8 @@ from typing import Callable, Dict
 import pytest
 
 from llmroute.classification import Classifier
-from llmroute.classification._tables import load_tables, search
+from llmroute.classification._loading import load_tables
+from llmroute.classification._tables import search
 
 SMALL = 100_000
 LARGE = 1_000_000

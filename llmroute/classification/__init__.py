@@ -4,6 +4,8 @@ The keyword tables load and compile on the first classification, not at import.
 """
 from __future__ import annotations
 
-from .classifier import DEFAULT_LONG_CONTEXT_TOKENS, Classification, Classifier, TaskType, classify
+from .classifier import DEFAULT_LONG_CONTEXT_TOKENS, Classification, Classifier, classify
+from .labels import TASK_LABELS, TaskType
 
-__all__ = ["TaskType", "Classification", "Classifier", "classify", "DEFAULT_LONG_CONTEXT_TOKENS"]
+__all__ = ["TaskType", "TASK_LABELS", "Classification", "Classifier", "classify",
+           "DEFAULT_LONG_CONTEXT_TOKENS"]
