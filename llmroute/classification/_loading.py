@@ -4,7 +4,7 @@ custom tasks; validated when a Classifier is built, compiled when it first class
 A language table (``keywords/<lang>.json``)::
 
     {"lang": "en", "script": "latin",
-     "negate_before": ["don't", ...], "negate_after": [...],
+     "negate_before": ["don't", ...], "negate_after": [...], "interrogatives": ["who", ...],
      "cues":     {"code": {"python": 2.0, "how many": {"w": 1.5, "needs": "numbers"}}, ...},
      "patterns": {"math": {"how-many": {"re": "\\bhow (?:many|much)", "w": 2.0}}, ...},
      "combos":   {"code": {"write+function": {"all": ["write", "function"], "w": 2.0}}}}
@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from ._tables import Combo, Cue, StructuralCue, Table, Tables, literal_regex, negators
+from ._tables import Combo, Cue, StructuralCue, Table, Tables, literal_regex, word_regex
 from .labels import TEXT_LABELS, check_custom_label
 
 __all__ = ["UserTables", "read_user_tables", "build_tables", "load_tables", "LANGUAGE_SCRIPTS"]
@@ -119,10 +119,11 @@ class _Draft:
         self.combos: Dict[Tuple[str, str], Tuple[Tuple[str, ...], int, float]] = {}
         self.negate_before: List[str] = []
         self.negate_after: List[str] = []
+        self.interrogatives: List[str] = []
 
     def add(self, data: Mapping[str, Any], where: str, labels: Sequence[str]) -> None:
         """Merge a table object; an entry already present takes the new weight (0 disables)."""
-        for key in ("negate_before", "negate_after"):
+        for key in ("negate_before", "negate_after", "interrogatives"):
             words = data.get(key, [])
             if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
                 raise ValueError("%s: %r must be a list of strings" % (where, key))
@@ -178,8 +179,9 @@ class _Draft:
             patterns=tuple((p, cue(label, name, w, needs), ws) for (label, name), (p, w, needs, ws)
                            in self.patterns.items() if w),
             combos=tuple(combos),
-            negate_before=negators(self.negate_before, self.script),
-            negate_after=negators(self.negate_after, self.script))
+            negate_before=word_regex(self.negate_before, self.script),
+            negate_after=word_regex(self.negate_after, self.script),
+            interrogative=word_regex(self.interrogatives, self.script))
 
 
 def _structural(data: Mapping[str, Any], where: str, labels: Sequence[str]) -> List[StructuralCue]:

@@ -48,6 +48,10 @@ CODE_START = re.compile(r"(?:def |class |import |from [\w.]+ import |#include|fu
 _TAIL_ASKS = re.compile(r"[?？:：]\s*$|以上|上文|上述|上面|下面|上記|위의|위 글|위 내용|위 대화|"
                         r"\b(?:above|preceding|foregoing|please|summari[sz]e|extract|list|write)\b|"
                         r"请|請|帮我|ください|下さい|して$|주세요|하세요|해줘|해 줘")
+#: A paragraph that ends as a question does ("?", "？", "か。", "까?") ...
+_QUESTION_END = re.compile(r"[?？]\s*$")
+#: ... and one that asks or introduces what follows.
+_ASKS_OR_COLON = re.compile(r"[?？:：]")
 _COLON = re.compile(r"(?<![0-9])[:](?=\s)|：")
 
 
@@ -99,7 +103,7 @@ def read_prompt(text: str) -> Prompt:
     """Lower-case, split and count ``text``; linear in its length."""
     low = _lower(text)
     head_end, tail_start = _split(low)
-    numbers, inst = _count_numbers(low, head_end, tail_start)
+    numbers, inst = _count_numbers(text, low, head_end, tail_start)
     return Prompt(text, low, head_end, tail_start, numbers, inst)
 
 
@@ -114,6 +118,8 @@ def _split(text: str) -> Tuple[int, int]:
     if CODE_START.match(text, start):
         return start, end
     para = text.find("\n\n", start, start + _HEAD_MAX_CHARS + 1)
+    if para > start and _question_after_passage(text, start, para, end):
+        return start, para + 2  # the passage came first, its question after it
     if para > start and end - para > MIN_PASSAGE_CHARS:
         tail_start = end
         last = text.rfind("\n\n", para + 2, end)
@@ -145,6 +151,16 @@ def _split(text: str) -> Tuple[int, int]:
     return head_end, max(tail_start, head_end)
 
 
+def _question_after_passage(text: str, start: int, para: int, end: int) -> bool:
+    """Whether ``text[start:para]`` is a pasted passage and the one paragraph after it a short
+    question about it: the question is much shorter and asks, the passage does not."""
+    first, second = para - start, end - para - 2
+    return (0 < second <= _TAIL_MAX_CHARS and first >= 2 * second and first >= 60
+            and text.find("\n\n", para + 2, end) < 0
+            and _QUESTION_END.search(text, para + 2, end) is not None
+            and _ASKS_OR_COLON.search(text, start, para) is None)
+
+
 def _lower(text: str) -> str:
     """``text`` in lower case, position for position (``"İ".lower()`` is two characters)."""
     low = text.lower()
@@ -155,10 +171,11 @@ def _lower(text: str) -> str:
     return low
 
 
-def _count_numbers(low: str, head_end: int, tail_start: int) -> Tuple[int, int]:
+def _count_numbers(text: str, low: str, head_end: int, tail_start: int) -> Tuple[int, int]:
     """(numbers in the prompt, numbers in the instruction): digits not glued to a Latin word
-    anywhere, English number words in the instruction. The passage is counted only up to
-    what the rules ask (``WORD_PROBLEM_NUMBERS``), so a long table of figures costs little."""
+    ("x2", "v1.3") nor part of a name ("5G", "4K", "3D": a capital letter follows) anywhere,
+    English number words in the instruction. The passage is counted only up to what the rules
+    ask (``WORD_PROBLEM_NUMBERS``), so a long table of figures costs little."""
     inst = passage = 0
     pos = 0
     for a, b, limit in ((0, head_end, None), (head_end, tail_start, WORD_PROBLEM_NUMBERS),
@@ -171,7 +188,8 @@ def _count_numbers(low: str, head_end: int, tail_start: int) -> Tuple[int, int]:
                 if start >= b:
                     break
                 pos = m.end()
-                if not start or low[start - 1] not in _LETTERS_DOT:
+                if (not start or low[start - 1] not in _LETTERS_DOT) and not (
+                        pos < len(text) and "A" <= text[pos] <= "Z"):
                     found += 1
                     if limit is not None and found >= limit:
                         break

@@ -38,9 +38,12 @@ _DECAY = 0.8
 _WORD_PROBLEM_WEIGHT = 1.5
 #: A prompt that opens with code is about that code whatever its docstring says.
 _OPENS_WITH_CODE = 2.0
-#: A question asked about a pasted passage leans to extraction (reading comprehension) ...
+#: A question asked about a pasted passage leans to extraction (reading comprehension), more
+#: so when it asks who/when/where/which (then with or without a question mark, as Korean and
+#: Japanese requests often end in "알려 줘" / "教えて" instead) ...
 _QUESTION_PASSAGE_CHARS = 80
 _QUESTION_ON_PASSAGE = 1.5
+_WH_QUESTION_ON_PASSAGE = 2.5
 #: ... and a short question over two or more numbers leans to math.
 _NUMERIC_QUESTION = 1.5
 #: Scale of the score margin in the confidence: margin 2 ~ 0.63, margin 5 ~ 0.92.
@@ -59,6 +62,8 @@ class Evidence:
         self.best: Dict[str, Tuple[str, float, bool]] = {}
         #: whether a cue that needs numbers ("how many") was asked in the instruction
         self.quantity_question = False
+        #: whether the instruction holds a question word ("who", "언제", "どこ", "哪")
+        self.interrogative = False
 
     def note(self, label: str, name: str, value: float, pos: int, scale: bool = True,
              inst: Optional[bool] = None) -> None:
@@ -133,10 +138,22 @@ def _match_patterns(table: Table, evidence: Evidence) -> None:
                 break
 
 
+def _find_interrogative(table: Table, evidence: Evidence) -> None:
+    prompt = evidence.prompt
+    if evidence.interrogative or table.interrogative is None:
+        return
+    for a, b in ((0, prompt.head_end), (prompt.tail_start, len(prompt.low))):
+        if a < b and table.interrogative.search(prompt.low, a, b) is not None:
+            evidence.interrogative = True
+            return
+
+
 def match_table(table: Table, evidence: Evidence) -> None:
-    """Step 1, per language: the table's literals, its patterns, then its combos."""
+    """Step 1, per language: the table's literals, its patterns, then its combos; and
+    whether the instruction holds one of its question words."""
     positions = _match_literals(table, evidence)
     _match_patterns(table, evidence)
+    _find_interrogative(table, evidence)
     for combo in table.combos:
         pos = table.combo_position(combo, positions)
         if pos is not None:
@@ -156,13 +173,24 @@ def note_prompt_shape(evidence: Evidence) -> None:
     if prompt.opens_with_code:
         evidence.note("code", "code:opens_with_code", _OPENS_WITH_CODE, 0, inst=True)
     asks = prompt.asks
-    if asks and prompt.passage >= _QUESTION_PASSAGE_CHARS:
+    if prompt.passage >= _QUESTION_PASSAGE_CHARS and evidence.interrogative:
+        evidence.note("extraction", "extraction:wh_question_on_passage",
+                      _WH_QUESTION_ON_PASSAGE if asks else _QUESTION_ON_PASSAGE, 0, inst=True)
+    elif asks and prompt.passage >= _QUESTION_PASSAGE_CHARS:
         evidence.note("extraction", "extraction:question_on_passage", _QUESTION_ON_PASSAGE, 0,
                       inst=True)
-    elif asks and prompt.passage < MIN_PASSAGE_CHARS and prompt.instruction_numbers >= 2:
+    elif asks and prompt.passage < MIN_PASSAGE_CHARS and prompt.instruction_numbers >= 2 \
+            and (evidence.quantity_question or not _open_question(evidence)):
         evidence.note("math", "math:numeric_question", _NUMERIC_QUESTION, 0, inst=True)
     if evidence.quantity_question and prompt.numbers >= WORD_PROBLEM_NUMBERS:
         evidence.note("math", "math:word_problem", _WORD_PROBLEM_WEIGHT, 0, inst=True)
+
+
+def _open_question(evidence: Evidence) -> bool:
+    """Whether the instruction already reads as a general question ("why", "what caused",
+    "어떤 영향", "どんな", "有什么"): its numbers are then facts (years, models), not operands."""
+    return any(label == "general" and inst and value > 0
+               for label, value, inst in evidence.best.values())
 
 
 def _decayed(values: List[float]) -> float:

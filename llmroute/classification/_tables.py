@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["WORD_CHARS", "Cue", "Combo", "StructuralCue", "Table", "Tables", "search",
-           "literal_regex", "negators"]
+           "literal_regex", "word_regex"]
 
 #: ASCII word characters: what may not touch a Latin cue on either side.
 WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -64,6 +64,8 @@ class Table:
     combos: Tuple[Combo, ...]
     negate_before: Optional["re.Pattern[str]"]
     negate_after: Optional["re.Pattern[str]"]
+    #: question words ("who", "언제", "どこ", "哪"): a question about a passage asks to find
+    interrogative: Optional["re.Pattern[str]"] = None
 
     def lookup(self, word: str) -> Optional[Tuple[Cue, ...]]:
         """The cues of a matched literal, forgiving a plural ``s``/``es`` in Latin script."""
@@ -183,7 +185,8 @@ def literal_regex(words: Sequence[str], script: str) -> Optional["re.Pattern[str
     return re.compile(body)
 
 
-def negators(words: Sequence[str], script: str) -> Optional["re.Pattern[str]"]:
+def word_regex(words: Sequence[str], script: str) -> Optional["re.Pattern[str]"]:
+    """One regex for a list of words (whole words in Latin script, substrings in CJK)."""
     if not words:
         return None
     body = _trie_regex(sorted(set(words)))
