@@ -15,6 +15,9 @@ from ._tables import WORD_CHARS
 
 __all__ = ["Prompt", "read_prompt", "CODE_START", "MIN_PASSAGE_CHARS", "WORD_PROBLEM_NUMBERS"]
 
+#: Passages up to this long have their CJK characters counted double (see passage_size).
+_LATIN_EQUIVALENT_LIMIT = 100
+_WIDE = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af]")
 #: A single-paragraph prompt this short is all instruction.
 _SHORT_PROMPT_CHARS = 300
 #: The first paragraph/line counts as instruction when at most this long.
@@ -74,6 +77,16 @@ class Prompt:
     def passage(self) -> int:
         """Length of the pasted passage (0 for a plain question)."""
         return self.tail_start - self.head_end
+
+    @property
+    def passage_size(self) -> int:
+        """The passage's length in Latin-letter terms: a CJK character says about as much as
+        two Latin ones, so a 45-character Chinese passage weighs like a 90-character English
+        one. Counted only for short passages (a long one is long in any script)."""
+        passage = self.passage
+        if passage >= 2 * _LATIN_EQUIVALENT_LIMIT:
+            return passage
+        return passage + len(_WIDE.findall(self.low, self.head_end, self.tail_start))
 
     def in_instruction(self, pos: int) -> bool:
         return pos < self.head_end or pos >= self.tail_start

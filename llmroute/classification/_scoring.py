@@ -173,10 +173,10 @@ def note_prompt_shape(evidence: Evidence) -> None:
     if prompt.opens_with_code:
         evidence.note("code", "code:opens_with_code", _OPENS_WITH_CODE, 0, inst=True)
     asks = prompt.asks
-    if prompt.passage >= _QUESTION_PASSAGE_CHARS and evidence.interrogative:
+    if prompt.passage_size >= _QUESTION_PASSAGE_CHARS and evidence.interrogative:
         evidence.note("extraction", "extraction:wh_question_on_passage",
                       _WH_QUESTION_ON_PASSAGE if asks else _QUESTION_ON_PASSAGE, 0, inst=True)
-    elif asks and prompt.passage >= _QUESTION_PASSAGE_CHARS:
+    elif asks and prompt.passage_size >= _QUESTION_PASSAGE_CHARS:
         evidence.note("extraction", "extraction:question_on_passage", _QUESTION_ON_PASSAGE, 0,
                       inst=True)
     elif asks and prompt.passage < MIN_PASSAGE_CHARS and prompt.instruction_numbers >= 2 \
