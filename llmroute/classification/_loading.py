@@ -157,6 +157,14 @@ class _Draft:
                     raise ValueError("%s: 'near' must be a positive integer" % spot)
                 self.combos[(label, str(name))] = (tuple(_phrase(t, spot) for t in terms), near, w)
 
+    def claim(self, label: str) -> None:
+        """Give ``label`` its phrases alone: a phrase a custom task lists ("translate") stops
+        counting for the built-in label that had it (general), since the user said what it
+        means here."""
+        mine = {phrase for (owner, phrase) in self.literals if owner == label}
+        for key in [k for k in self.literals if k[1] in mine and k[0] in TEXT_LABELS]:
+            del self.literals[key]
+
     def compile(self) -> Table:
         def cue(label: str, name: str, w: float, needs: Optional[str] = None) -> Cue:
             return Cue("%s:%s:%s" % (label, self.lang, name), label, w, needs)
@@ -205,7 +213,8 @@ def _structural(data: Mapping[str, Any], where: str, labels: Sequence[str]) -> L
             raise ValueError("%s: 'gate' must be a list of non-empty strings" % spot)
         found.append(StructuralCue(Cue(e["name"], label, w), _compile_pattern(e.get("re"), spot,
                                                                               flags),
-                                   tuple(gate), bool(e.get("word_start", False))))
+                                   tuple(gate), bool(e.get("word_start", False)),
+                                   bool(e.get("digits", False))))
     return found
 
 
@@ -316,8 +325,9 @@ def build_tables(user: UserTables, use_default_tables: bool = True) -> Tables:
         structural = _structural(_read_json(os.path.join(_DATA_DIR, _STRUCTURAL_FILE)),
                                  "keywords table %s" % _STRUCTURAL_FILE, labels)
     for label, lang, data in user.tasks:
-        drafts.setdefault(lang, _Draft(lang, LANGUAGE_SCRIPTS[lang])).add(
-            data, "tasks[%r][%r]" % (label, lang), labels)
+        draft = drafts.setdefault(lang, _Draft(lang, LANGUAGE_SCRIPTS[lang]))
+        draft.add(data, "tasks[%r][%r]" % (label, lang), labels)
+        draft.claim(label)
     if user.keywords_file is not None:
         where, data = user.keywords_file
         if any(k in data for k in _TABLE_KEYS + ("structural",)):

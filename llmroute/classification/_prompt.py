@@ -72,6 +72,7 @@ class Prompt:
     tail_start: int
     numbers: int
     instruction_numbers: int
+    has_digit: bool = True
 
     @property
     def passage(self) -> int:
@@ -116,8 +117,8 @@ def read_prompt(text: str) -> Prompt:
     """Lower-case, split and count ``text``; linear in its length."""
     low = _lower(text)
     head_end, tail_start = _split(low)
-    numbers, inst = _count_numbers(text, low, head_end, tail_start)
-    return Prompt(text, low, head_end, tail_start, numbers, inst)
+    numbers, inst, has_digit = _count_numbers(text, low, head_end, tail_start)
+    return Prompt(text, low, head_end, tail_start, numbers, inst, has_digit)
 
 
 def _split(text: str) -> Tuple[int, int]:
@@ -184,19 +185,23 @@ def _lower(text: str) -> str:
     return low
 
 
-def _count_numbers(text: str, low: str, head_end: int, tail_start: int) -> Tuple[int, int]:
-    """(numbers in the prompt, numbers in the instruction): digits not glued to a Latin word
+def _count_numbers(text: str, low: str, head_end: int,
+                   tail_start: int) -> Tuple[int, int, bool]:
+    """(numbers in the prompt, numbers in the instruction, any digit at all): digits not glued to a Latin word
     ("x2", "v1.3") nor part of a name ("5G", "4K", "3D": a capital letter follows) anywhere,
     English number words in the instruction. The passage is counted only up to what the rules
     ask (``WORD_PROBLEM_NUMBERS``), so a long table of figures costs little."""
     inst = passage = 0
     pos = 0
+    has_digit = False
     for a, b, limit in ((0, head_end, None), (head_end, tail_start, WORD_PROBLEM_NUMBERS),
                         (tail_start, len(low), None)):
         found = 0
         pos = max(pos, a)
         if pos < b:
-            for m in _DIGITS.finditer(low, pos):
+            # (up to a little past the region: a number that starts inside it ends there too)
+            for m in _DIGITS.finditer(low, pos, min(len(low), b + 64)):
+                has_digit = True
                 start = m.start()
                 if start >= b:
                     break
@@ -212,4 +217,4 @@ def _count_numbers(text: str, low: str, head_end: int, tail_start: int) -> Tuple
             inst += found
         else:
             passage += found
-    return inst + passage, inst
+    return inst + passage, inst, has_digit

@@ -162,7 +162,8 @@ def match_table(table: Table, evidence: Evidence) -> None:
 
 def note_structure(tables: Tables, evidence: Evidence) -> None:
     """Step 2: code fences, stack traces, equations, ... over the original text."""
-    for label, name, weight, pos in structural_cues(tables, evidence.prompt.text):
+    prompt = evidence.prompt
+    for label, name, weight, pos in structural_cues(tables, prompt.text, prompt.has_digit):
         evidence.note(label, name, weight, pos, scale=False)
 
 

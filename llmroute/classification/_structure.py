@@ -36,26 +36,36 @@ _CALL = re.compile(r"(?<![A-Za-z0-9_])(?=[A-Za-z_][\w.]{0,39}\()"
 _SYNTAX_ENOUGH = 8
 
 
-def structural_cues(tables: Tables, text: str) -> List[Tuple[str, str, float, int]]:
+def structural_cues(tables: Tables, text: str,
+                    has_digit: bool = True) -> List[Tuple[str, str, float, int]]:
     """(label, cue, weight, position of first match) of the structural cues in ``text``: the
-    table's regexes (each behind its gate) and the counts that a regex cannot express."""
+    table's regexes (each behind its gate; those about numbers only when ``has_digit``) and
+    the counts that a regex cannot express."""
     found = []
     gated = "\n" + text  # so a gate "\ndef " also sees a prompt that starts with "def "
+    # Gates are looked for in the text's ASCII characters alone when it has others: a
+    # substring search over a short ASCII string is several times faster than over CJK text,
+    # and dropping characters can only add false hits (which the regex then rejects).
+    ascii_view = gated if gated.isascii() else gated.encode("ascii", "ignore").decode("ascii")
+
+    def has(gate: str) -> bool:
+        return gate in ascii_view if gate.isascii() else gate in gated
+
     for sc in tables.structural:
-        if not sc.gate or any(g in gated for g in sc.gate):
+        if (has_digit or not sc.digits) and (not sc.gate or any(has(g) for g in sc.gate)):
             m = search(sc.pattern, text, word_start=sc.word_start)
             if m is not None:
                 found.append((sc.cue.label, sc.cue.name, sc.cue.weight, m.start()))
     lines = 0
-    if ";" in text or "{" in text or "}" in text:
+    if ";" in ascii_view or "{" in ascii_view or "}" in ascii_view:
         lines += _count(_SYNTAX_END, text, _SYNTAX_ENOUGH)
-    if lines < _SYNTAX_ENOUGH and _HAS_OPS(text):
+    if lines < _SYNTAX_ENOUGH and _HAS_OPS(ascii_view):
         lines += _count(_SYNTAX_OPS, text, _SYNTAX_ENOUGH - lines)
     if lines < _SYNTAX_ENOUGH and "\n" in text:
         lines += _count(_SYNTAX_KW, gated, _SYNTAX_ENOUGH - lines)
     if lines >= 2:
         found.append(("code", "code:syntax", 1.0 if lines < 4 else 2.0 if lines < 8 else 3.0, 0))
-    pos = _math_function(text)
+    pos = _math_function(text, ascii_view)
     if pos >= 0:
         found.append(("math", "math:function", 2.0, pos))
     calls = _calls(text)
@@ -71,10 +81,12 @@ _FUNC_TAIL = {name: re.compile(tail, _A) for names, tail in (
     (("lim",), r"\s*_")) for name in names}
 
 
-def _math_function(text: str) -> int:
+def _math_function(text: str, ascii_view: str) -> int:
     """Position of a function of analysis (``sin x``, ``log_2``, ``lim_``), else -1; a find()
     per name is much faster than a regex scan for names that hide in words ("business")."""
     for name, tail in _FUNC_TAIL.items():
+        if name not in ascii_view:
+            continue
         i = text.find(name)
         while i >= 0:
             if (not i or text[i - 1] not in WORD_CHARS) and tail.match(text, i + len(name)):

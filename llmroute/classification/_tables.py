@@ -48,6 +48,7 @@ class StructuralCue:
     pattern: "re.Pattern[str]"
     gate: Tuple[str, ...]
     word_start: bool
+    digits: bool = False  # searched only when the text holds a digit
 
 
 @dataclass(frozen=True)
