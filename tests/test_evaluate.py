@@ -141,7 +141,7 @@ def test_per_source_groups_by_the_part_before_the_hash(tmp_path):
     assert report.per_source["org/repo/file.jsonl"][:2] == (2, 0.5)
     assert report.per_source["authored"][:2] == (1, 1.0)
     assert report.per_source["?"][0] == 1
-    assert "per source (worst macro-F1 first):" in format_report(report)
+    assert "per source (worst accuracy first):" in format_report(report)
 
 
 def test_calibration_buckets_confidence_and_reports_the_confident_share():
