@@ -89,6 +89,16 @@ class Prompt:
             return passage
         return passage + len(_WIDE.findall(self.low, self.head_end, self.tail_start))
 
+    @property
+    def pasted(self) -> bool:
+        """Whether the passage is set off from the instruction by a blank line, as a pasted
+        text is (a word problem runs on in one paragraph)."""
+        if not self.passage:
+            return False
+        low = self.low
+        return low.startswith("\n\n", self.head_end) or (
+            self.tail_start >= 2 and low.startswith("\n\n", self.tail_start - 2))
+
     def in_instruction(self, pos: int) -> bool:
         return pos < self.head_end or pos >= self.tail_start
 

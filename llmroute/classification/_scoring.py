@@ -181,17 +181,20 @@ def note_prompt_shape(evidence: Evidence) -> None:
         evidence.note("extraction", "extraction:question_on_passage", _QUESTION_ON_PASSAGE, 0,
                       inst=True)
     elif asks and prompt.passage < MIN_PASSAGE_CHARS and prompt.instruction_numbers >= 2 \
-            and (evidence.quantity_question or not _open_question(evidence)):
+            and (evidence.quantity_question or _has_cue(evidence, "math")):
         evidence.note("math", "math:numeric_question", _NUMERIC_QUESTION, 0, inst=True)
-    if evidence.quantity_question and prompt.numbers >= WORD_PROBLEM_NUMBERS:
+    # (not over a passage pasted apart from the question: "How many vendors are there?"
+    # after a notice asks to read it; a word problem runs on in one paragraph)
+    if evidence.quantity_question and prompt.numbers >= WORD_PROBLEM_NUMBERS \
+            and not prompt.pasted:
         evidence.note("math", "math:word_problem", _WORD_PROBLEM_WEIGHT, 0, inst=True)
 
 
-def _open_question(evidence: Evidence) -> bool:
-    """Whether the instruction already reads as a general question ("why", "what caused",
-    "어떤 영향", "どんな", "有什么"): its numbers are then facts (years, models), not operands."""
-    return any(label == "general" and inst and value > 0
-               for label, value, inst in evidence.best.values())
+def _has_cue(evidence: Evidence, label: str) -> bool:
+    """Whether some cue of ``label`` fired: a question over numbers is math only when something
+    else says so too (a quantity asked, an operation, a math word); without that its numbers
+    are facts ("a 3.2 GHz CPU with 16 GB", "in 1969"), not operands."""
+    return any(owner == label and value > 0 for owner, value, _ in evidence.best.values())
 
 
 def _decayed(values: List[float]) -> float:
