@@ -154,10 +154,14 @@ def match_table(table: Table, evidence: Evidence) -> None:
     positions = _match_literals(table, evidence)
     _match_patterns(table, evidence)
     _find_interrogative(table, evidence)
-    for combo in table.combos:
-        pos = table.combo_position(combo, positions)
-        if pos is not None:
-            evidence.note(combo.cue.label, combo.cue.name, combo.cue.weight, pos)
+    if table.combos and positions:
+        # every term of a combo occurs inside some matched literal: a cheap test first
+        matched = "\x00".join(positions)
+        for combo in table.combos:
+            if all(term in matched for term in combo.terms):
+                pos = table.combo_position(combo, positions)
+                if pos is not None:
+                    evidence.note(combo.cue.label, combo.cue.name, combo.cue.weight, pos)
 
 
 def note_structure(tables: Tables, evidence: Evidence) -> None:
