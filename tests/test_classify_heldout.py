@@ -68,7 +68,8 @@ def test_harder_probe_sets_stay_above_their_floor(clf, name, floor):
     changed for it (macro-F1 0.55 with the tables before issue 13, 0.82 at first sight);
     ``limits-heldout-f.jsonl`` holds questions *about* writing and acting ("How do I write a
     good cover letter?", "演员是怎么记住台词的？"), where a genre word still pulls toward
-    creative_writing (0.72 before, 0.86 now). Guards against regressions."""
+    creative_writing (0.72 before; 0.95 since how/why questions without a request to write
+    discount genre words). Guards against regressions."""
     report = _report(clf, ROOT / "tests" / "data" / name)
     assert report.macro_f1 >= floor and report.accuracy >= floor
 

@@ -5,6 +5,7 @@ A language table (``keywords/<lang>.json``)::
 
     {"lang": "en", "script": "latin",
      "negate_before": ["don't", ...], "negate_after": [...], "interrogatives": ["who", ...],
+     "explanation_words": ["how", "why", ...],
      "cues":     {"code": {"python": 2.0, "how many": {"w": 1.5, "needs": "numbers"}}, ...},
      "patterns": {"math": {"how-many": {"re": "\\bhow (?:many|much)", "w": 2.0}}, ...},
      "combos":   {"code": {"write+function": {"all": ["write", "function"], "w": 2.0}}}}
@@ -120,10 +121,11 @@ class _Draft:
         self.negate_before: List[str] = []
         self.negate_after: List[str] = []
         self.interrogatives: List[str] = []
+        self.explanation_words: List[str] = []
 
     def add(self, data: Mapping[str, Any], where: str, labels: Sequence[str]) -> None:
         """Merge a table object; an entry already present takes the new weight (0 disables)."""
-        for key in ("negate_before", "negate_after", "interrogatives"):
+        for key in ("negate_before", "negate_after", "interrogatives", "explanation_words"):
             words = data.get(key, [])
             if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
                 raise ValueError("%s: %r must be a list of strings" % (where, key))
@@ -189,7 +191,8 @@ class _Draft:
             combos=tuple(combos),
             negate_before=word_regex(self.negate_before, self.script),
             negate_after=word_regex(self.negate_after, self.script),
-            interrogative=word_regex(self.interrogatives, self.script))
+            interrogative=word_regex(self.interrogatives, self.script),
+            explanation=word_regex(self.explanation_words, self.script))
 
 
 def _structural(data: Mapping[str, Any], where: str, labels: Sequence[str]) -> List[StructuralCue]:

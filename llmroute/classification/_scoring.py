@@ -7,6 +7,7 @@ Each step is a small pure function over a :class:`Prompt`; the cues it finds go 
 from __future__ import annotations
 
 import math
+import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._prompt import MIN_PASSAGE_CHARS, WORD_PROBLEM_NUMBERS, Prompt
@@ -44,6 +45,8 @@ _OPENS_WITH_CODE = 2.0
 _QUESTION_PASSAGE_CHARS = 80
 _QUESTION_ON_PASSAGE = 1.5
 _WH_QUESTION_ON_PASSAGE = 2.5
+#: In a how/why question with no request to write, genre words count this much.
+_TOPIC_IN_EXPLANATION = 0.4
 #: ... and a short question over two or more numbers leans to math.
 _NUMERIC_QUESTION = 1.5
 #: Scale of the score margin in the confidence: margin 2 ~ 0.63, margin 5 ~ 0.92.
@@ -62,8 +65,12 @@ class Evidence:
         self.best: Dict[str, Tuple[str, float, bool]] = {}
         #: whether a cue that needs numbers ("how many") was asked in the instruction
         self.quantity_question = False
-        #: whether the instruction holds a question word ("who", "언제", "どこ", "哪")
+        #: whether the instruction holds a question word ("who", "언제", "どこ", "哪") ...
         self.interrogative = False
+        #: ... or a how/why word ("how", "왜", "どうして", "怎么")
+        self.explanation = False
+        #: labels whose request forms (the tables' patterns) fired, as opposed to topic words
+        self.forms: set = set()
 
     def note(self, label: str, name: str, value: float, pos: int, scale: bool = True,
              inst: Optional[bool] = None) -> None:
@@ -135,17 +142,23 @@ def _match_patterns(table: Table, evidence: Evidence) -> None:
             m = search(pattern, low, a, b, word_start)
             if m is not None:
                 _note_cue(evidence, cue, m.start())
+                evidence.forms.add(cue.label)
                 break
+
+
+def _in_instruction(pattern: "Optional[re.Pattern[str]]", prompt: Prompt) -> bool:
+    if pattern is None:
+        return False
+    return any(a < b and pattern.search(prompt.low, a, b) is not None
+               for a, b in ((0, prompt.head_end), (prompt.tail_start, len(prompt.low))))
 
 
 def _find_interrogative(table: Table, evidence: Evidence) -> None:
     prompt = evidence.prompt
-    if evidence.interrogative or table.interrogative is None:
-        return
-    for a, b in ((0, prompt.head_end), (prompt.tail_start, len(prompt.low))):
-        if a < b and table.interrogative.search(prompt.low, a, b) is not None:
-            evidence.interrogative = True
-            return
+    if not evidence.interrogative:
+        evidence.interrogative = _in_instruction(table.interrogative, prompt)
+    if not evidence.explanation and prompt.asks:
+        evidence.explanation = _in_instruction(table.explanation, prompt)
 
 
 def match_table(table: Table, evidence: Evidence) -> None:
@@ -189,6 +202,13 @@ def note_prompt_shape(evidence: Evidence) -> None:
         evidence.note("math", "math:numeric_question", _NUMERIC_QUESTION, 0, inst=True)
     # (not over a passage pasted apart from the question: "How many vendors are there?"
     # after a notice asks to read it; a word problem runs on in one paragraph)
+    if evidence.explanation and prompt.passage < MIN_PASSAGE_CHARS \
+            and "creative_writing" not in evidence.forms:
+        # "How do actors remember their lines?": a genre word in a how/why question is its
+        # topic; without a request to write ("write", "써 줘", "書いて") it asks to explain.
+        for name, (label, value, inst) in list(evidence.best.items()):
+            if label == "creative_writing" and value > 0:
+                evidence.best[name] = (label, value * _TOPIC_IN_EXPLANATION, inst)
     if evidence.quantity_question and prompt.numbers >= WORD_PROBLEM_NUMBERS \
             and not prompt.pasted:
         evidence.note("math", "math:word_problem", _WORD_PROBLEM_WEIGHT, 0, inst=True)

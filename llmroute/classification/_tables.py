@@ -67,6 +67,8 @@ class Table:
     negate_after: Optional["re.Pattern[str]"]
     #: question words ("who", "언제", "どこ", "哪"): a question about a passage asks to find
     interrogative: Optional["re.Pattern[str]"] = None
+    #: how/why words: a question with one asks for an explanation, not for a text
+    explanation: Optional["re.Pattern[str]"] = None
 
     def lookup(self, word: str) -> Optional[Tuple[Cue, ...]]:
         """The cues of a matched literal, forgiving a plural ``s``/``es`` in Latin script."""
