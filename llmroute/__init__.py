@@ -11,25 +11,29 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .catalog import Catalog, ModelSpec
 from .client import Client
-from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
 from .errors import (
     APIConnectionError, APIStatusError, APITimeoutError, AllModelsFailedError,
     AuthenticationError, BadRequestError, BudgetExceededError, ConfigError,
     ContextLengthExceededError, InternalServerError, InvalidResponseError, LLMRouteError,
-    NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
-    StreamInterruptedError, StructuredOutputError, ToolCallError, UnprocessableEntityError,
+    ModelNotFoundError, NotFoundError, PermissionDeniedError, RateLimitError, RateLimitTimeout,
+    StreamInterruptedError, StreamTimeoutError, StructuredOutputError, ToolCallError,
+    UnprocessableEntityError,
 )
-from .results import ChatResult, ToolCall, Usage
+from .results import Attempt, ChatResult, ToolCall, Usage
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on first use
     from . import presets
     from ._headers import RateLimitInfo, parse_retry_after
+    from .backends.redis_bucket import RedisTokenBucket
+    from .catalog import Catalog, ModelSpec
+    from .costs import Budget, CostSnapshot, CostTracker, ModelTotals
     from .batching import BatchInterrupted, BatchResult, ItemResult, batch
     from .classification import Classification, Classifier, TaskType, classify
     from .health import CooldownPolicy, LatencyStats, ModelHealth
+    from .ledger import Ledger
+    from .pricing_calc import compare_costs, estimate_cost
     from .limits import RateLimiter, Reservation, TokenBucket
     from .router import RouteResult, Router
     from .routes import Route, RouteTable
@@ -41,11 +45,16 @@ if TYPE_CHECKING:  # what type checkers and IDEs see of the names loaded on firs
 #: Public names loaded on first use: name -> the module that defines it.
 _LAZY = {
     "RateLimitInfo": "._headers", "parse_retry_after": "._headers",
+    "RedisTokenBucket": ".backends.redis_bucket",
     "BatchInterrupted": ".batching", "BatchResult": ".batching", "ItemResult": ".batching",
     "batch": ".batching",
     "Classification": ".classification", "Classifier": ".classification",
     "TaskType": ".classification", "classify": ".classification",
+    "Catalog": ".catalog", "ModelSpec": ".catalog",
+    "Budget": ".costs", "CostSnapshot": ".costs", "CostTracker": ".costs", "ModelTotals": ".costs",
     "CooldownPolicy": ".health", "LatencyStats": ".health", "ModelHealth": ".health",
+    "Ledger": ".ledger",
+    "estimate_cost": ".pricing_calc", "compare_costs": ".pricing_calc",
     "RateLimiter": ".limits", "Reservation": ".limits", "TokenBucket": ".limits",
     "RouteResult": ".router", "Router": ".router",
     "Route": ".routes", "RouteTable": ".routes",
@@ -63,11 +72,12 @@ __all__ = [
     "APIConnectionError", "APIStatusError", "APITimeoutError", "AllModelsFailedError",
     "AuthenticationError", "BadRequestError", "BudgetExceededError", "ConfigError",
     "ContextLengthExceededError", "InternalServerError", "InvalidResponseError", "LLMRouteError",
-    "NotFoundError", "PermissionDeniedError", "RateLimitError", "RateLimitTimeout",
-    "StreamInterruptedError", "StructuredOutputError", "ToolCallError",
+    "ModelNotFoundError", "NotFoundError", "PermissionDeniedError", "RateLimitError",
+    "RateLimitTimeout",
+    "StreamInterruptedError", "StreamTimeoutError", "StructuredOutputError", "ToolCallError",
     "UnprocessableEntityError",
-    "Budget", "Catalog", "ChatResult", "Client", "CostSnapshot", "CostTracker", "ModelSpec",
-    "ModelTotals", "RetryPolicy", "ToolCall", "Usage", "presets",
+    "Attempt", "ChatResult", "Client", "RetryPolicy", "ToolCall", "Usage",
+    "presets",
 ] + sorted(_LAZY)
 
 

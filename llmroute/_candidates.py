@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ._options import reserved_output_tokens
 from .catalog import Catalog, ModelSpec
 from .routes import Route
 
-__all__ = ["PRIORITIES", "CONTEXT_MARGIN", "Candidate", "build_candidates", "order_candidates"]
+__all__ = ["PRIORITIES", "CONTEXT_MARGIN", "Candidate", "build_candidates", "order_candidates",
+           "mentions_json"]
 
 #: How candidates are ordered: the route's own order, strengths first, speed, or price.
 PRIORITIES = ("balanced", "accuracy", "speed", "budget")
 #: Share of a context window kept free: the token estimate is a heuristic (COMPARISON.md: 90%).
 CONTEXT_MARGIN = 0.10
-#: Output tokens assumed when neither params nor catalog give a limit (as the client does).
-DEFAULT_MAX_TOKENS = 1024
 
 # Skip kinds: why a model was passed over, which becomes RouteResult.routed_via.
 BUDGET, CONTEXT_FIT, FALLBACK = "budget", "context_fit", "fallback"
@@ -43,7 +43,9 @@ class Candidate:
     skip_kind: Optional[str] = None
 
 
-def _mentions_json(messages: Sequence[Mapping[str, Any]]) -> bool:
+def mentions_json(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any message's text says "json": OpenAI-compatible APIs refuse ``json_object``
+    mode otherwise (shared with structured output, which adds the word when it is missing)."""
     for message in messages:
         content = message.get("content")
         if isinstance(content, list):
@@ -69,7 +71,7 @@ def request_params(route: Route, caller: Mapping[str, Any], spec: Optional[Model
         del params["tool_choice"]
     fmt = params.get("response_format")
     if isinstance(fmt, Mapping) and fmt.get("type") == "json_object" \
-            and not _mentions_json(messages):
+            and not mentions_json(messages):
         del params["response_format"]
     if caller.get("max_completion_tokens") is not None:
         params.pop("max_tokens", None)  # one output limit, the caller's
@@ -94,16 +96,6 @@ def _missing_feature(caller: Mapping[str, Any], spec: Optional[ModelSpec]) -> Op
     return None
 
 
-def _max_tokens(params: Mapping[str, Any], spec: Optional[ModelSpec]) -> int:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = params.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    if spec is not None and spec.max_output_tokens:
-        return spec.max_output_tokens
-    return DEFAULT_MAX_TOKENS
-
-
 def fits_window(spec: Optional[ModelSpec], prompt_tokens: int, max_tokens: int) -> bool:
     """Whether prompt + max_tokens stay within 90% of the model's window (unknown: assume so)."""
     if spec is None or not spec.context_window:
@@ -119,7 +111,7 @@ def build_candidates(route: Route, caller: Mapping[str, Any],
     for index, model in enumerate(route.models):
         spec = catalog.get(model)
         params = request_params(route, caller, spec, messages)
-        max_tokens = _max_tokens(params, spec)
+        max_tokens = reserved_output_tokens(catalog, model, params)
         worst = (spec or catalog.spec(model)).worst_case_cost(prompt_tokens, max_tokens)
         skip = kind = None
         feature = _missing_feature(caller, spec)

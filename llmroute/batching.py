@@ -18,7 +18,6 @@ from decimal import Decimal
 from heapq import heappop, heappush
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO, Tuple, Union
 
-from .client import Client
 from .progress import ProgressLine, Tally
 from .tokens import estimate_tokens
 
@@ -37,7 +36,10 @@ class ItemResult:
     """What happened to one item: ``value`` when ``ok``, else ``error`` (with ``traceback``).
 
     ``cancelled`` items never ran (``fail_fast`` or Ctrl-C). ``item`` is the input item, so an
-    ``on_result`` callback can tell which it was even when no results are kept.
+    ``on_result`` callback can tell which it was even when no results are kept. ``error`` is
+    the exception itself (``isinstance`` works) with its ``__traceback__`` cleared along its
+    cause and context chain, so a kept result holds no frames (their locals: responses,
+    buffers) alive; ``traceback`` is the formatted text.
     """
 
     index: int
@@ -103,7 +105,7 @@ def batch(fn: Callable[[Any], Any], items: Iterable[Any], *, max_workers: int = 
           on_result: Optional[Callable[[ItemResult], Any]] = None,
           progress: Union[bool, TextIO] = False, fail_fast: bool = False,
           keep_results: bool = True, clock: Callable[[], float] = time.monotonic,
-          interrupt_grace: float = DEFAULT_INTERRUPT_GRACE) -> BatchResult:
+          interrupt_grace: float = DEFAULT_INTERRUPT_GRACE, client: Any = None) -> BatchResult:
     """Run ``fn(item)`` for every item on ``max_workers`` threads; return a ``BatchResult``.
 
     ``priority(item)``: higher runs first (ties: shorter estimated prompt first), over a whole
@@ -114,6 +116,12 @@ def batch(fn: Callable[[Any], Any], items: Iterable[Any], *, max_workers: int = 
     order, never concurrently), cancelled items included. ``progress``: True draws on stderr,
     or pass a stream. ``fail_fast``: after the first failure, items not started are reported as
     cancelled (a sequence's whole remainder; an iterator is not read further).
+
+    Connection pool: ``client`` (a ``Client``, or any object with ``ensure_pool(size)``) is
+    asked for ``max_workers`` pooled connections, so no worker opens a fresh connection per
+    call. Without it, the object ``fn`` is a bound method of (also through
+    ``functools.partial``) is asked, when it has ``ensure_pool``: ``batch(client.chat, ...)``
+    and ``batch(router.complete, ...)`` need nothing more.
 
     Exceptions from ``fn`` are caught per item. Exceptions from ``on_result``, ``priority`` or
     the items iterator propagate after the pool is shut down (running items finish, but are
@@ -134,7 +142,13 @@ def batch(fn: Callable[[Any], Any], items: Iterable[Any], *, max_workers: int = 
         raise ValueError("limiter must be a RateLimiter (with reserve()), got %r" % (limiter,))
     if not isinstance(interrupt_grace, (int, float)) or not 0 <= interrupt_grace < math.inf:
         raise ValueError("interrupt_grace must be a finite number of seconds >= 0")
-    _share_pool(fn, max_workers)
+    pool_owner = client if client is not None else _bound_owner(fn)
+    ensure_pool = getattr(pool_owner, "ensure_pool", None)
+    if client is not None and not callable(ensure_pool):
+        raise ValueError("client must have an ensure_pool(size) method (a Client), got %r"
+                         % (client,))
+    if callable(ensure_pool):
+        ensure_pool(max_workers)
     line = None
     if progress:
         stream = None if progress is True else progress
@@ -144,17 +158,14 @@ def batch(fn: Callable[[Any], Any], items: Iterable[Any], *, max_workers: int = 
     return run.run()
 
 
-def _share_pool(fn: Any, size: int) -> None:
-    """Grow the connection pool of the Client behind ``fn`` (a bound method, a partial)."""
+def _bound_owner(fn: Any) -> Any:
+    """The object ``fn`` is a bound method of, looking through partials; else None."""
     target = fn
     for _ in range(8):  # partials of partials, bounded
         if not isinstance(target, functools.partial):
             break
         target = target.func
-    owner = getattr(target, "__self__", None)
-    client = owner if isinstance(owner, Client) else getattr(owner, "client", None)
-    if isinstance(client, Client):
-        client.ensure_pool(size)
+    return getattr(target, "__self__", None)
 
 
 def _length(items: Any) -> Optional[int]:
@@ -178,8 +189,8 @@ def prompt_tokens(item: Any) -> int:
     if isinstance(text, (str, list, tuple)):
         try:
             return estimate_tokens(text)
-        except (AttributeError, TypeError):  # not messages after all
-            return 0
+        except (AttributeError, TypeError, ValueError):  # not messages after all
+            return 0  # an estimate only orders work: an odd item must not stop the batch
     return 0
 
 
@@ -242,6 +253,26 @@ class _Feed:
                     break
                 left.append(pair)
         return left
+
+
+def without_frames(error: BaseException) -> BaseException:
+    """``error`` with ``__traceback__`` cleared on it and every exception of its cause and
+    context chain and an exception group's members (each visited once: a chain may loop);
+    returns ``error`` itself."""
+    seen = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending.append(current.__cause__)
+        pending.append(current.__context__)
+        grouped = getattr(current, "exceptions", ())  # an ExceptionGroup's members
+        if isinstance(grouped, tuple):
+            pending.extend(e for e in grouped if isinstance(e, BaseException))
+    return error
 
 
 def _wait_done(done: "queue.SimpleQueue[Future]", timeout: Optional[float] = None) -> Future:
@@ -359,7 +390,8 @@ class _Run:
         try:
             value = self._fn(item) if self._limiter is None else self._limited(item)
         except BaseException as err:  # the item's outcome, whatever it is: none escapes a batch
-            return ItemResult(index, False, error=err, traceback=_traceback.format_exc(),
+            text = _traceback.format_exc()
+            return ItemResult(index, False, error=without_frames(err), traceback=text,
                               latency_ms=(self._clock() - started) * 1000.0, item=item)
         return ItemResult(index, True, value=value, latency_ms=(self._clock() - started) * 1000.0,
                           item=item)

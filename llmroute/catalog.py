@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
+from . import _checks as checks
+
 __all__ = ["ModelSpec", "Catalog", "default_catalog"]
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "catalog.json")
 _MTOK = Decimal(1_000_000)
+_PRICE_FIELDS = ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok",
+                 "list_input_usd_per_mtok", "list_output_usd_per_mtok")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,36 @@ class ModelSpec:
     features: Tuple[str, ...] = ()
     benchmarks: Mapping[str, float] = field(default_factory=dict)
     source: str = ""
+
+    def __post_init__(self) -> None:
+        """Check every field, so a spec built in code is held to what a catalog file is."""
+        checks.text("name", self.name)
+        where = "of model %r" % self.name
+        for key in ("context_window", "max_output_tokens"):
+            checks.number("%s %s" % (key, where), getattr(self, key), minimum=1, integer=True,
+                          allow_none=True)
+        for key in _PRICE_FIELDS:
+            price = checks.money("%s %s" % (key, where), getattr(self, key), allow_none=True)
+            object.__setattr__(self, key, price)
+        speed = checks.number("tokens_per_second " + where, self.tokens_per_second, above=0,
+                              allow_none=True)
+        object.__setattr__(self, "tokens_per_second", speed)
+        for key in ("aliases", "strengths", "features"):
+            values = getattr(self, key)
+            if isinstance(values, str) or not isinstance(values, (list, tuple)):
+                raise ValueError("%s %s must be a list of strings, got %r" % (key, where, values))
+            for value in values:
+                checks.text("%s %s" % (key, where), value)
+            object.__setattr__(self, key, tuple(values))
+        if not isinstance(self.benchmarks, Mapping):
+            raise ValueError("benchmarks %s must map names to scores, got %r"
+                             % (where, self.benchmarks))
+        object.__setattr__(self, "benchmarks", {
+            checks.text("benchmark name " + where, k): checks.number("benchmarks[%r] %s"
+                                                                     % (k, where), v)
+            for k, v in self.benchmarks.items()})
+        if not isinstance(self.source, str):
+            raise ValueError("source %s must be a string, got %r" % (where, self.source))
 
     @property
     def priced(self) -> bool:
@@ -91,25 +125,26 @@ class ModelSpec:
         if not data.get("name"):
             raise ValueError("catalog entry without a name: %r" % (dict(data),))
         values: Dict[str, Any] = dict(data)
-        for key in ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok",
-                    "list_input_usd_per_mtok", "list_output_usd_per_mtok"):
-            if values.get(key) is not None:
-                price = Decimal(str(values[key]))
-                if not price.is_finite() or price < 0:
-                    raise ValueError("%s of %s must be a non-negative number, got %r"
-                                     % (key, data["name"], values[key]))
-                values[key] = price
+        # JSON numbers arrive as int or (parse_float=Decimal) Decimal; a plain float from a
+        # caller's dict is taken at its shortest repr, as a catalog file would have written it.
+        for key in _PRICE_FIELDS:
+            if isinstance(values.get(key), float):
+                values[key] = str(values[key])
         for key in ("context_window", "max_output_tokens"):
-            if values.get(key) is not None:
-                number = int(values[key])
-                if number <= 0:
-                    raise ValueError("%s of %s must be positive" % (key, data["name"]))
-                values[key] = number
-        if values.get("tokens_per_second") is not None:
+            value = values.get(key)
+            if isinstance(value, (Decimal, float)) and value == int(value):
+                values[key] = int(value)
+        if isinstance(values.get("tokens_per_second"), Decimal):
             values["tokens_per_second"] = float(values["tokens_per_second"])
         for key in ("aliases", "strengths", "features"):
-            values[key] = tuple(values.get(key) or ())
-        values["benchmarks"] = {k: float(v) for k, v in (values.get("benchmarks") or {}).items()}
+            if values.get(key) is None:
+                values[key] = ()
+        benchmarks = values.get("benchmarks")
+        if benchmarks is None:
+            values["benchmarks"] = {}
+        elif isinstance(benchmarks, Mapping):
+            values["benchmarks"] = {k: float(v) if isinstance(v, Decimal) else v
+                                    for k, v in benchmarks.items()}
         return cls(**values)
 
 
@@ -118,9 +153,14 @@ class Catalog:
     ``spec`` returns an unpriced spec, warning once per model."""
 
     def __init__(self, models: Iterable[ModelSpec] = ()) -> None:
+        if isinstance(models, (str, bytes, Mapping)) or not hasattr(models, "__iter__"):
+            raise ValueError("models must be an iterable of ModelSpec, got %r" % (models,))
         self._models: Dict[str, ModelSpec] = {}
         self._index: Dict[str, ModelSpec] = {}
         for spec in models:
+            if not isinstance(spec, ModelSpec):
+                raise ValueError("models must hold ModelSpec objects (ModelSpec.from_dict "
+                                 "reads a dict), got %r" % (spec,))
             self._add(spec)
         # Guards _warned: the set of unknown model names already warned about.
         self._warned_lock = threading.Lock()
@@ -140,18 +180,37 @@ class Catalog:
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike], *, base: Optional["Catalog"] = None
                   ) -> "Catalog":
-        """Read a catalog JSON (``{"models": [...]}`` or a list); entries extend ``base``."""
-        with open(path, encoding="utf-8") as f:
-            try:
+        """Read a catalog JSON (``{"models": [...]}`` or a list); entries extend ``base``.
+
+        Raises ``ValueError`` naming the file (and the entry) for a file that cannot be read,
+        is not JSON, has no model list, or holds an entry that is not a valid model.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError("path must be a file path (str or os.PathLike), got %r" % (path,))
+        if base is not None and not isinstance(base, Catalog):
+            raise ValueError("base must be a Catalog or None, got %r" % (base,))
+        try:
+            with open(path, encoding="utf-8") as f:
                 data = json.load(f, parse_float=Decimal)
-            except ValueError as err:
-                raise ValueError("catalog %s is not valid JSON: %s" % (path, err)) from None
-        entries = data.get("models", []) if isinstance(data, dict) else data
+        except OSError as err:
+            raise ValueError("cannot read catalog file %s: %s" % (path, err)) from None
+        except ValueError as err:  # bad JSON or bad UTF-8
+            raise ValueError("catalog %s is not valid JSON: %s" % (path, err)) from None
+        entries = data.get("models") if isinstance(data, dict) else data
         if not isinstance(entries, list):
-            raise ValueError("catalog %s must hold a list of models" % (path,))
+            # A typo'd key must not load as an empty catalog that silently overrides nothing.
+            raise ValueError("catalog %s must hold a list of models: a JSON list, or an object "
+                             "with a \"models\" list" % (path,))
         catalog = cls(base.models() if base is not None else ())
-        for entry in entries:
-            catalog._add(ModelSpec.from_dict(entry))
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise ValueError("catalog %s: entry %d must be an object, got %r"
+                                 % (path, index, entry))
+            try:
+                spec = ModelSpec.from_dict(entry)
+            except ValueError as err:
+                raise ValueError("catalog %s: entry %d: %s" % (path, index, err)) from None
+            catalog._add(spec)
         return catalog
 
     @classmethod
@@ -160,12 +219,17 @@ class Catalog:
         catalog = cls.from_file(_DEFAULT_PATH)
         override = os.environ.get("LLMROUTE_CATALOG")
         if override:
-            catalog = cls.from_file(override, base=catalog)
+            try:
+                catalog = cls.from_file(override, base=catalog)
+            except ValueError as err:
+                raise ValueError("LLMROUTE_CATALOG: %s" % (err,)) from None
         return catalog
 
     # Lookup ------------------------------------------------------------------------------------
     def get(self, name: str) -> Optional[ModelSpec]:
         """The spec for a name or alias (case-insensitive), or ``None``."""
+        if name is not None and not isinstance(name, str):
+            raise ValueError("model name must be a string, got %r" % (name,))
         return self._index.get(name.lower()) if name else None
 
     def spec(self, name: str) -> ModelSpec:

@@ -1,16 +1,21 @@
 """Running cost totals and budgets, in exact ``Decimal`` money, safe to share across threads."""
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
-from typing import Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
+from . import _checks as checks
 from .errors import BudgetExceededError
 
 __all__ = ["ModelTotals", "CostSnapshot", "CostTracker", "Budget", "BudgetHold", "MONEY_UNIT",
-           "usd_to_units", "units_to_usd"]
+           "usd_to_units", "units_to_usd", "parse_usd"]
+
+log = logging.getLogger(__name__)
 
 Money = Union[Decimal, int, str]
 _ZERO = Decimal(0)
@@ -36,13 +41,11 @@ def units_to_usd(units: int) -> Decimal:
 
 def _money(value: Money, what: str) -> Decimal:
     """A non-negative finite Decimal; floats are refused because they are not exact."""
-    if isinstance(value, float):
-        raise ValueError("%s must be a Decimal, int or str, not float (%r): money is exact"
-                         % (what, value))
-    amount = Decimal(value)
-    if not amount.is_finite() or amount < 0:
-        raise ValueError("%s must be a non-negative amount, got %r" % (what, value))
-    return amount
+    return checks.money(what, value)
+
+
+def _count(name: str, value: Any) -> int:
+    return checks.number(name, value, minimum=0, integer=True)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,15 @@ class CostTracker:
     def add(self, model: str, *, prompt_tokens: int = 0, completion_tokens: int = 0,
             cost_usd: Optional[Decimal] = None) -> None:
         """Record one successful request (``cost_usd`` ``None`` for an unpriced model)."""
+        checks.text("model", model)
+        # The usual values (ints, a finite Decimal) pass as they are; anything else gets the full
+        # check, which converts what it accepts or raises ValueError naming the argument.
+        if type(prompt_tokens) is not int or prompt_tokens < 0:
+            prompt_tokens = _count("prompt_tokens", prompt_tokens)
+        if type(completion_tokens) is not int or completion_tokens < 0:
+            completion_tokens = _count("completion_tokens", completion_tokens)
+        if type(cost_usd) is not Decimal or not cost_usd.is_finite() or cost_usd < 0:
+            cost_usd = checks.money("cost_usd", cost_usd, allow_none=True)
         with self._lock:
             totals = self._totals.get(model)
             if totals is None:
@@ -119,6 +131,7 @@ class CostTracker:
 
     def add_error(self, model: str) -> None:
         """Record one request that ended in an error (nothing billed that we know of)."""
+        checks.text("model", model)
         with self._lock:
             totals = self._totals.get(model)
             if totals is None:
@@ -151,6 +164,51 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: Seconds between re-reads of a ledger's period total by a ``Budget`` (each is one SUM query).
+DEFAULT_LEDGER_REFRESH = 30.0
+
+
+class _LedgerTotal:
+    """When and how a ``Budget`` re-reads a ledger's total; a failing ledger is logged once."""
+
+    def __init__(self, ledger: Any, refresh_seconds: float, clock: Callable[[], float]) -> None:
+        refresh_seconds = checks.number("refresh_seconds", refresh_seconds, minimum=0)
+        checks.callable_("clock", clock)
+        if not callable(getattr(ledger, "spent_usd", None)):
+            raise ValueError("ledger must be an llmroute.Ledger, got %r" % (ledger,))
+        self.ledger = ledger
+        self.refresh_seconds = float(refresh_seconds)
+        self.clock = clock
+        # Guards _next and _warned: when the next read is due, whether a failure was logged.
+        self._lock = threading.Lock()
+        self._next = float("-inf")
+        self._warned = False
+
+    def due(self) -> bool:
+        with self._lock:
+            return self.clock() >= self._next
+
+    def due_now(self) -> None:
+        with self._lock:
+            self._next = float("-inf")
+
+    def read(self, since: Optional[datetime]) -> Optional[Decimal]:
+        """The ledger's total since ``since`` (own rows flushed first), or None on failure."""
+        with self._lock:
+            self._next = self.clock() + self.refresh_seconds
+        try:
+            self.ledger.flush(timeout=1.0)
+            return self.ledger.spent_usd(since=since)
+        except Exception as err:  # noqa: BLE001 - a dead ledger degrades to local totals
+            with self._lock:
+                first, self._warned = not self._warned, True
+            if first:
+                log.warning("budget: cannot read the ledger's total (%s); using this "
+                            "process's own totals until it answers (logged once)",
+                            type(err).__name__)
+            return None
+
+
 class BudgetHold:
     """Money set aside for one call; ``commit(actual)`` books the real cost, ``release()`` none."""
 
@@ -164,6 +222,7 @@ class BudgetHold:
 
     def commit(self, actual_usd: Optional[Decimal]) -> None:
         """Replace the hold by the actual cost (``None``: the worst case is kept)."""
+        actual_usd = checks.money("actual_usd", actual_usd, allow_none=True)
         if not self._done:
             self._done = True
             self._budget._settle(self, self.amount if actual_usd is None else actual_usd)
@@ -180,23 +239,70 @@ class Budget:
 
     ``reserve(worst_case)`` sets money aside before a request is sent and raises
     ``BudgetExceededError`` when spent + held + worst case would pass the limit, so a call that
-    could overspend is never sent.
+    could overspend is never sent. ``backend=`` (a Redis URL or client) with ``namespace=``
+    makes it one budget for every process of the namespace (``backends.redis_budget``).
+
+    With ``ledger=``, the money spent is the ledger's total for the period (read at the start
+    and again every ``refresh_seconds``) plus this object's spending since, so a cron job
+    stops when the month's budget is spent by all its runs. Not an exact fleet budget: other
+    processes' holds and unflushed rows are invisible (see the README for the bound).
     """
 
     _PERIODS = (None, "day", "month")
 
+    def __new__(cls, *args: Any, backend: Any = None, **kwargs: Any) -> "Budget":
+        """With ``backend`` (a Redis URL or client) the budget is the fleet-wide
+        ``backends.redis_budget.RedisBudget`` (``namespace=``, ``hold_seconds=``)."""
+        if backend is not None and cls is Budget:
+            from .backends.redis_budget import RedisBudget
+            return super().__new__(RedisBudget)
+        return super().__new__(cls)
+
     def __init__(self, limit_usd: Money, period: Optional[str] = None, *,
-                 now: Callable[[], datetime] = _utc_now) -> None:
-        if period not in self._PERIODS:
-            raise ValueError("period must be 'day', 'month' or None, got %r" % (period,))
+                 now: Callable[[], datetime] = _utc_now, ledger: Any = None,
+                 refresh_seconds: float = DEFAULT_LEDGER_REFRESH,
+                 clock: Callable[[], float] = time.monotonic, backend: None = None) -> None:
+        if backend is not None:  # __new__ picked this class: a subclass not made for a backend
+            raise ValueError("backend= is not supported by %s" % type(self).__name__)
+        if period is not None:
+            checks.choice("period", period, ("day", "month"))
         self.limit_usd = _money(limit_usd, "limit_usd")
+        checks.callable_("now", now)
         self.period = period
         self._now = now
         # Guards _spent, _held and _period_key: the money booked and set aside this period.
         self._lock = threading.Lock()
         self._spent = _ZERO
         self._held = _ZERO
+        self._base = _ZERO  # the ledger's total for the period at the last refresh
         self._period_key = self._key()
+        self._ledger = _LedgerTotal(ledger, refresh_seconds, clock) if ledger is not None \
+            else None
+        if self._ledger is not None:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the period's total from the ledger (no-op without one); never raises."""
+        if self._ledger is None:
+            return
+        with self._lock:
+            self._roll()
+            key, counted = self._period_key, self._spent
+        total = self._ledger.read(self._period_start())
+        if total is None:
+            return
+        with self._lock:
+            if key == self._period_key:
+                # The ledger now holds what was spent up to the read; keep only what came after.
+                self._base = total
+                self._spent -= counted
+
+    def _period_start(self) -> Optional[datetime]:
+        if self.period is None:
+            return None
+        now = self._now()
+        return datetime(now.year, now.month, now.day if self.period == "day" else 1,
+                        tzinfo=timezone.utc)
 
     def _key(self) -> object:
         if self.period is None:
@@ -211,6 +317,9 @@ class Budget:
             self._period_key = key
             self._spent = _ZERO
             self._held = _ZERO
+            self._base = _ZERO
+            if self._ledger is not None:
+                self._ledger.due_now()
 
     def reserve(self, worst_case_usd: Optional[Money]) -> BudgetHold:
         """Hold ``worst_case_usd``; ``None`` (an unpriced model) counts as over any budget."""
@@ -220,9 +329,11 @@ class Budget:
                 % self.limit_usd, limit_usd=self.limit_usd, spent_usd=self.spent_usd,
                 needed_usd=None)
         amount = _money(worst_case_usd, "worst_case_usd")
+        if self._ledger is not None and self._ledger.due():
+            self.refresh()
         with self._lock:
             self._roll()
-            committed = self._spent + self._held
+            committed = self._base + self._spent + self._held
             if committed + amount > self.limit_usd:
                 raise BudgetExceededError(
                     "budget of $%s would be exceeded: $%s spent or held, next call may cost $%s"
@@ -251,14 +362,26 @@ class Budget:
     def spent_usd(self) -> Decimal:
         with self._lock:
             self._roll()
-            return self._spent
+            return self._base + self._spent
 
     @property
     def remaining_usd(self) -> Decimal:
         with self._lock:
             self._roll()
-            return max(self.limit_usd - self._spent - self._held, _ZERO)
+            return max(self.limit_usd - self._base - self._spent - self._held, _ZERO)
 
     def __repr__(self) -> str:
         return "Budget(limit_usd=%s, period=%r, spent_usd=%s)" % (
             self.limit_usd, self.period, self.spent_usd)
+
+
+def parse_usd(text: str) -> Decimal:
+    """A dollar amount written as text (``"0.25"``, from a command line or a file) as an exact
+    ``Decimal``; raises ``ValueError`` unless it is a finite, non-negative number."""
+    if not isinstance(text, str):
+        raise ValueError("an amount in USD must be text, got %r" % (type(text).__name__,))
+    try:
+        Decimal(text.strip())
+    except ArithmeticError:
+        raise ValueError("expected an amount in USD, got %r" % (text[:40],)) from None
+    return _money(text.strip(), "amount in USD")

@@ -6,21 +6,25 @@ Every exception carries what a caller needs (status, request id, a short body ex
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
+
+from ._lazy import LazyPattern
 
 __all__ = [
     "LLMRouteError", "ConfigError", "RateLimitTimeout", "APIConnectionError", "APITimeoutError",
     "APIStatusError", "BadRequestError", "ContextLengthExceededError", "AuthenticationError",
-    "PermissionDeniedError", "NotFoundError", "UnprocessableEntityError", "RateLimitError",
+    "PermissionDeniedError", "NotFoundError", "ModelNotFoundError", "UnprocessableEntityError", "RateLimitError",
     "InternalServerError", "InvalidResponseError", "BudgetExceededError", "AllModelsFailedError",
-    "StructuredOutputError", "ToolCallError", "StreamInterruptedError", "status_error",
+    "StructuredOutputError", "ToolCallError", "StreamInterruptedError", "StreamTimeoutError",
+    "BackendUnavailableError",
+    "status_error",
 ]
 
 #: How much of an error body an exception keeps: enough to read, not a whole HTML page.
 BODY_EXCERPT_CHARS = 500
 
 # Things that look like credentials, scrubbed from any text an exception or log may show.
-_SECRET_PATTERN = re.compile(
+_SECRET_PATTERN = LazyPattern(
     r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}|\b(sk|pk|rk|key|api)[-_][A-Za-z0-9._-]{8,}"
 )
 
@@ -46,22 +50,41 @@ class RateLimitTimeout(LLMRouteError, TimeoutError):
 
 
 class APIConnectionError(LLMRouteError):
-    """The request did not get an HTTP answer: refused, reset, DNS, TLS."""
+    """No complete HTTP answer: refused, DNS, TLS, reset, or a 2xx body cut, stalled or corrupt.
+
+    ``request_sent`` is False only when the request surely never reached the server (refused,
+    DNS, connect timeout): then nothing was billed. True means it may have been billed.
+    ``attempt_log`` holds one ``Attempt`` record per try of the call that raised it.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool = True,
+                 attempt_log: Tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+        self.attempt_log = tuple(attempt_log)
 
 
 class APITimeoutError(APIConnectionError):
-    """The server did not connect or answer within the timeout."""
+    """The server did not connect, answer or send the rest of its body within the time allowed."""
 
 
 class InvalidResponseError(LLMRouteError):
-    """A 2xx answer whose body is not the JSON expected (not JSON, no choices, an error object)."""
+    """A complete 2xx answer of the wrong shape (not JSON, no choices, an error object).
+
+    A 2xx arrived, so the call may have been billed; it is not retried (the same server would
+    answer the same), but a router may fall back to another model.
+    """
+
+    #: A 2xx arrived: the gateway may have billed the call.
+    request_sent = True
 
     def __init__(self, message: str, *, status_code: int = 200, request_id: Optional[str] = None,
-                 body: str = "") -> None:
+                 body: str = "", attempt_log: Tuple[Any, ...] = ()) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.request_id = request_id
         self.body = body
+        self.attempt_log = tuple(attempt_log)
 
 
 class APIStatusError(LLMRouteError):
@@ -69,13 +92,16 @@ class APIStatusError(LLMRouteError):
 
     def __init__(self, message: str, *, status_code: int, request_id: Optional[str] = None,
                  body: str = "", retry_after: Optional[float] = None,
-                 headers: Optional[Mapping[str, str]] = None) -> None:
+                 headers: Optional[Mapping[str, str]] = None,
+                 attempt_log: Tuple[Any, ...] = ()) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.request_id = request_id
         self.body = body
         self.retry_after = retry_after
         self.headers = dict(headers or {})
+        #: One ``Attempt`` record per try of the call that raised it.
+        self.attempt_log = tuple(attempt_log)
 
 
 class BadRequestError(APIStatusError):
@@ -96,6 +122,10 @@ class PermissionDeniedError(APIStatusError):
 
 class NotFoundError(APIStatusError):
     """404: unknown model or wrong base URL."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """400 or 404: the gateway does not know the model; ``status_code`` keeps the real status."""
 
 
 class UnprocessableEntityError(APIStatusError):
@@ -119,6 +149,10 @@ class BudgetExceededError(LLMRouteError):
         self.limit_usd = limit_usd
         self.spent_usd = spent_usd
         self.needed_usd = needed_usd
+
+
+class BackendUnavailableError(LLMRouteError):
+    """A shared-state backend (Redis) did not answer and the caller asked to be told so."""
 
 
 class AllModelsFailedError(LLMRouteError):
@@ -153,9 +187,14 @@ class ToolCallError(LLMRouteError):
 class StreamInterruptedError(APIConnectionError):
     """A stream broke after its first byte; ``partial_text`` holds what arrived."""
 
-    def __init__(self, message: str, *, partial_text: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, partial_text: str = "",
+                 attempt_log: Tuple[Any, ...] = ()) -> None:
+        super().__init__(message, request_sent=True, attempt_log=attempt_log)
         self.partial_text = partial_text
+
+
+class StreamTimeoutError(StreamInterruptedError, APITimeoutError):
+    """A stream sent no event for the read timeout, or ran past its deadline."""
 
 
 _STATUS_CLASSES = {
@@ -168,16 +207,33 @@ _STATUS_CLASSES = {
 }
 
 # Codes and phrases providers use for "prompt too long" (OpenAI, Anthropic, Google, vLLM).
-_CONTEXT_LENGTH_PATTERN = re.compile(
+_CONTEXT_LENGTH_PATTERN = LazyPattern(
     r"context_length_exceeded|maximum context length|context window|prompt is too long"
     r"|too many tokens|input is too long|exceeds the (?:maximum|model)",
     re.IGNORECASE,
 )
 
 
+# How gateways say "no such model": OpenAI's code and message, LiteLLM's router. Strict, since a
+# 400 that matches is no longer a BadRequestError.
+_MODEL_NOT_FOUND_PATTERN = LazyPattern(
+    r"model_not_found|invalid model name passed in model\s*=|the model `[^`]{0,200}` does not exist",
+    re.IGNORECASE,
+)
+# On a 404 a looser wording is enough (vLLM, Ollama: 'model "x" not found'): a 404 is a
+# NotFoundError either way.
+_MODEL_404_PATTERN = LazyPattern(
+    r"\bmodel\b[^\n]{0,200}?\b(?:not found|does not exist|is not available)", re.IGNORECASE)
+
+
 def status_error_class(status: int, body: str = "") -> type:
-    """The exception class for an HTTP status (and, for 400, what the body says)."""
-    if status == 400 and _CONTEXT_LENGTH_PATTERN.search(body or ""):
+    """The exception class for an HTTP status and, for 400 and 404, what the body says."""
+    body = body or ""
+    if status in (400, 404) and _MODEL_NOT_FOUND_PATTERN.search(body):
+        return ModelNotFoundError
+    if status == 404 and _MODEL_404_PATTERN.search(body):
+        return ModelNotFoundError
+    if status == 400 and _CONTEXT_LENGTH_PATTERN.search(body):
         return ContextLengthExceededError
     cls = _STATUS_CLASSES.get(status)
     if cls is not None:

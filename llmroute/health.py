@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Deque, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Mapping, Optional, Tuple
+
+from ._stats import percentile
+from . import _checks as checks
 
 __all__ = ["CooldownPolicy", "ModelHealth", "LatencyStats", "HealthBoard",
            "DEFAULT_LATENCY_WINDOW"]
@@ -34,15 +36,9 @@ class CooldownPolicy:
     cooldown: float = 30.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.failures, bool) or not isinstance(self.failures, int) \
-                or self.failures < 1:
-            raise ValueError("failures must be an int >= 1, got %r" % (self.failures,))
+        checks.number("failures", self.failures, minimum=1, integer=True)
         for name in ("window", "cooldown"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    0 < value < math.inf):
-                raise ValueError("%s must be a positive finite number of seconds, got %r"
-                                 % (name, value))
+            checks.number(name, getattr(self, name), above=0)
 
 
 @dataclass(frozen=True)
@@ -69,13 +65,6 @@ class LatencyStats:
     errors: int
 
 
-def _percentile(ordered: list, pct: float) -> Optional[float]:
-    if not ordered:
-        return None
-    rank = max(int(math.ceil(pct / 100.0 * len(ordered))), 1)
-    return ordered[rank - 1]
-
-
 class _State:
     """Mutable per-model record; only touched with ``HealthBoard._lock`` held."""
 
@@ -94,11 +83,23 @@ class _State:
 class HealthBoard:
     """Circuit breakers and latency windows for many models, shared by every thread."""
 
+    def __new__(cls, *args: Any, backend: Any = None, **kwargs: Any) -> "HealthBoard":
+        """With ``backend`` (a Redis URL or client) the board is the fleet-wide
+        ``backends.redis_health.RedisHealthBoard`` (``namespace=``, ``refresh=``)."""
+        if backend is not None and cls is HealthBoard:
+            from .backends.redis_health import RedisHealthBoard
+            return super().__new__(RedisHealthBoard)
+        return super().__new__(cls)
+
     def __init__(self, policy: Optional[CooldownPolicy] = None, *,
                  clock: Callable[[], float] = time.monotonic,
-                 latency_window: int = DEFAULT_LATENCY_WINDOW) -> None:
-        if not isinstance(latency_window, int) or latency_window < 1:
-            raise ValueError("latency_window must be a positive int, got %r" % (latency_window,))
+                 latency_window: int = DEFAULT_LATENCY_WINDOW, backend: None = None) -> None:
+        if backend is not None:  # __new__ picked this class: a subclass not made for a backend
+            raise ValueError("backend= is not supported by %s" % type(self).__name__)
+        checks.number("latency_window", latency_window, minimum=1, integer=True)
+        if policy is not None and not isinstance(policy, CooldownPolicy):
+            raise ValueError("policy must be a CooldownPolicy or None, got %r" % (policy,))
+        checks.callable_("clock", clock)
         self.policy = policy if policy is not None else CooldownPolicy()
         self._clock = clock
         self._latency_window = latency_window
@@ -195,6 +196,20 @@ class HealthBoard:
                         policy.cooldown, "a failed probe" if probe else "%d failures in %gs"
                         % (policy.failures, policy.window), error)
 
+    def missing(self, model: str, error: str, probe: bool = False) -> None:
+        """The gateway does not know ``model`` (ModelNotFoundError): skip it for a cooldown at
+        once; asking again within seconds would only fail the same way."""
+        policy = self.policy
+        with self._lock:
+            state = self._state(model)
+            state.errors += 1
+            state.last_error = error
+            state.probe_in_flight = False
+            state.cooling_until = self._clock() + policy.cooldown
+            state.failures.clear()
+        log.warning("model %s is unknown to the gateway: skipping it for %gs (%s)", model,
+                    policy.cooldown, error)
+
     def finished(self, model: str, probe: bool = False, error: Optional[str] = None) -> None:
         """A call that says nothing about health (400, 401, a budget refusal): give back the
         probe slot; ``error`` still counts in the model's stats."""
@@ -211,7 +226,7 @@ class HealthBoard:
         with self._lock:
             samples = {m: list(self._models[m].latencies) if m in self._models else []
                        for m in models}
-        return {m: _percentile(sorted(values), 50) for m, values in samples.items()}
+        return {m: percentile(sorted(values), 50) for m, values in samples.items()}
 
     def health(self, models: Iterable[str] = ()) -> Mapping[str, ModelHealth]:
         """A read-only snapshot for ``models`` plus every model seen so far."""
@@ -243,8 +258,8 @@ class HealthBoard:
         report = {}
         for model, (values, errors) in raw.items():
             values.sort()
-            report[model] = LatencyStats(len(values), _percentile(values, 50),
-                                         _percentile(values, 95), _percentile(values, 99),
+            report[model] = LatencyStats(len(values), percentile(values, 50),
+                                         percentile(values, 95), percentile(values, 99),
                                          errors)
         return MappingProxyType(report)
 

@@ -1,20 +1,23 @@
-"""Client-side rate limits: token buckets for RPM and TPM, a concurrency cap and shared pauses.
+"""Client-side rate limits: RPM and TPM buckets, a concurrency cap and shared pauses.
 
 A RateLimiter admits a request once it holds a concurrency slot, a request token and its
 estimated tokens, and it listens to the server: a 429's Retry-After, or an exhausted
-``x-ratelimit-remaining-*`` header, pauses every thread sharing the limiter. Buckets refill lazily
-from an injected clock; every wait is computed under a lock and slept outside it, through an
-injected ``sleep``, so a fake clock drives the tests. No background thread, no polling.
+``x-ratelimit-remaining-*`` header, pauses every thread sharing the limiter. The buckets and
+slots are ``llmroute.buckets``' (``TokenBucket`` is re-exported here, where it always was);
+every wait is computed under a lock and slept outside it, through an injected ``sleep``, so a
+fake clock drives the tests. No background thread, no polling.
 """
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ._headers import parse_rate_limit_headers, parse_retry_after
+from . import _checks as checks
+from ._headers import (MAX_WAIT_HINT_SECONDS, NOT_PARSED, parse_rate_limit_headers,
+                       parse_retry_after)
+from .buckets import Clock, ConcurrencySlots, Sleep, TokenBucket, optional_seconds, take_together
 from .errors import RateLimitError, RateLimitTimeout
 
 __all__ = ["TokenBucket", "RateLimiter", "Reservation", "PAUSE_STATUSES"]
@@ -25,202 +28,13 @@ logger = logging.getLogger(__name__)
 PAUSE_STATUSES = frozenset({429, 503})
 #: Provider quotas are per minute, so a bucket holds a minute of tokens by default.
 DEFAULT_BURST_SECONDS = 60.0
-#: Slack in token comparisons, so float rounding over many small refills never costs a token.
-_EPSILON = 1e-9
 #: Times one reserve re-checks a pause that keeps being extended before it gives up.
 _MAX_PAUSE_ROUNDS = 8
 #: The pause key that stops every model (pause_scope="key", or a pause not tied to a model).
 _EVERY_MODEL = "*"
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Any]
-
-
-def _number(name: str, value: Any, *, positive: bool) -> float:
-    """``value`` as a finite float, > 0 (or >= 0), else ValueError naming ``name``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        raise ValueError("%s must be a %s finite number, got %r"
-                         % (name, "positive" if positive else "non-negative", value))
-    return float(value)
-
-
-def _optional_seconds(name: str, value: Any) -> Optional[float]:
-    """A timeout-like value: None or inf (no bound) or a number; a deadline past counts as 0."""
-    if value is None or value == math.inf:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-        return 0.0
-    return _number(name, value, positive=False)
-
-
 def _left(timeout: Optional[float], spent: float) -> Optional[float]:
     return None if timeout is None else max(0.0, timeout - spent)
-
-
-class TokenBucket:
-    """A thread-safe token bucket: ``rate`` tokens per second, bursts up to ``capacity``.
-
-    The level may go negative: a caller takes its tokens at once and sleeps off the debt
-    outside the lock, so callers are served in arrival order (a large request is never starved
-    by a stream of small ones) and a waiter never polls.
-    """
-
-    __slots__ = ("_rate", "_capacity", "_clock", "_sleep", "_lock", "_level", "_stamp")
-
-    def __init__(self, rate: float, capacity: float, *, clock: Clock = time.monotonic,
-                 sleep: Sleep = time.sleep) -> None:
-        self._rate = _number("rate", rate, positive=True)
-        self._capacity = _number("capacity", capacity, positive=True)
-        self._clock = clock
-        self._sleep = sleep
-        # Guards _level and _stamp: the level as of clock reading _stamp (refilled lazily).
-        self._lock = threading.Lock()
-        self._level = self._capacity
-        self._stamp = clock()
-
-    @property
-    def rate(self) -> float:
-        """Tokens added per second."""
-        return self._rate
-
-    @property
-    def capacity(self) -> float:
-        """The most tokens the bucket holds (the burst); it starts full."""
-        return self._capacity
-
-    @property
-    def level(self) -> float:
-        """Tokens available now; negative while earlier callers are still waiting."""
-        with self._lock:
-            self._refill(self._clock())
-            return self._level
-
-    def _check(self, n: Any) -> None:
-        if not (isinstance(n, (int, float)) and 0 < n <= self._capacity):
-            raise ValueError("cannot take %r tokens from a bucket of capacity %g: n must be > 0 "
-                             "and <= capacity" % (n, self._capacity))
-
-    # The three methods below expect the caller to hold self._lock.
-
-    def _refill(self, now: float) -> None:
-        if now > self._stamp:
-            level = self._level + (now - self._stamp) * self._rate
-            self._level = level if level < self._capacity else self._capacity
-            self._stamp = now
-
-    def _wait_locked(self, n: float, now: float) -> float:
-        """Seconds until ``n`` tokens are there, counting the debt of earlier callers."""
-        self._refill(now)
-        short = n - self._level
-        return short / self._rate if short > _EPSILON else 0.0
-
-    def _take_locked(self, n: float, wait: float) -> None:
-        """Take ``n`` tokens for use ``wait`` seconds from now.
-
-        When another bucket makes the caller wait longer than this one would, this bucket
-        cannot fill past its capacity meanwhile; capping the level here keeps a burst released
-        by that other bucket within this bucket's limit.
-        """
-        level = self._level
-        if wait > 0.0:
-            ceiling = self._capacity - wait * self._rate
-            if ceiling < level:
-                level = ceiling
-        self._level = level - n
-
-    def acquire(self, n: float = 1, timeout: Optional[float] = None) -> float:
-        """Block until ``n`` tokens are ours; return the seconds waited.
-
-        Raises ValueError at once if ``n <= 0`` or ``n > capacity`` (it could never be served),
-        and RateLimitTimeout at once, taking nothing, if the wait would exceed ``timeout``.
-        """
-        if not 0 < n <= self._capacity:
-            self._check(n)
-        with self._lock:
-            wait = self._wait_locked(n, self._clock())
-            late = wait > 0.0 and timeout is not None and wait > timeout
-            if not late:
-                self._level -= n
-        if late:
-            raise RateLimitTimeout("waiting %.3fs for %g tokens would exceed the timeout of %.3fs"
-                                   % (wait, n, timeout))
-        if wait > 0.0:
-            self._sleep(wait)
-        return wait
-
-    def try_acquire(self, n: float = 1) -> bool:
-        """Take ``n`` tokens if they are there now; never blocks. False while others wait (FIFO)."""
-        if not 0 < n <= self._capacity:
-            self._check(n)
-        with self._lock:
-            now = self._clock()
-            level = self._level
-            if now > self._stamp:
-                level += (now - self._stamp) * self._rate
-                if level > self._capacity:
-                    level = self._capacity
-                self._stamp = now
-            if level + _EPSILON >= n:
-                self._level = level - n
-                return True
-            self._level = level
-            return False
-
-    def wait_time(self, n: float = 1) -> float:
-        """Seconds an ``acquire(n)`` made now would wait (0.0 if the tokens are there)."""
-        self._check(n)
-        with self._lock:
-            return self._wait_locked(n, self._clock())
-
-    def refund(self, n: float) -> None:
-        """Give back ``n`` tokens (an estimate proved too high); the level stays <= capacity."""
-        n = _number("n", n, positive=False)
-        with self._lock:
-            self._refill(self._clock())
-            self._level = min(self._capacity, self._level + n)
-
-    def consume(self, n: float) -> None:
-        """Take ``n`` tokens without waiting (usage found after the fact); may leave a debt."""
-        n = _number("n", n, positive=False)
-        with self._lock:
-            self._refill(self._clock())
-            self._level -= n
-
-    def lower_to(self, level: float) -> None:
-        """Lower the level to ``level`` if higher (the server says less is left); never raise it."""
-        level = _number("level", level, positive=False)
-        with self._lock:
-            self._refill(self._clock())
-            if level < self._level:
-                self._level = level
-
-    def __repr__(self) -> str:
-        return "TokenBucket(rate=%g/s, capacity=%g, level=%.2f)" % (
-            self._rate, self._capacity, self.level)
-
-
-class _Slots:
-    """A counter of concurrency slots; a thread blocks in acquire() until one is free."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_use = 0
-        # Guards in_use; threads wanting a slot wait on it and release() wakes one of them.
-        self._cond = threading.Condition(threading.Lock())
-
-    def acquire(self, timeout: Optional[float]) -> bool:
-        """Take a slot, waiting up to ``timeout`` seconds (forever if None); False if none freed."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self.in_use < self.limit, timeout):
-                return False
-            self.in_use += 1
-            return True
-
-    def release(self) -> None:
-        with self._cond:
-            self.in_use -= 1
-            self._cond.notify()
 
 
 class Reservation:
@@ -254,12 +68,13 @@ class Reservation:
         Returns the change made (negative: refunded). Settling again moves only the difference,
         so a repeated settle never double-counts.
         """
-        actual = _number("actual_tokens", actual_tokens, positive=False)
+        actual = actual_tokens
+        if type(actual) is not int or actual < 0:  # the usual int skips the full check
+            actual = checks.number("actual_tokens", actual_tokens, minimum=0)
         with self._lock:
             delta = actual - self._charged
             self._charged = actual
-        bucket = self._limiter.tokens_bucket
-        if bucket is not None:
+        for bucket in self._limiter._token_buckets(self.model):
             if delta > 0:
                 bucket.consume(delta)
             elif delta < 0:
@@ -288,42 +103,100 @@ class Reservation:
             self.model, self.tokens, self._charged, self.waited)
 
 
+class _ModelBuckets:
+    """The configured per-model limits of one model: its rpm and tpm buckets (None: unlimited)."""
+
+    __slots__ = ("rpm", "tpm", "requests", "tokens")
+
+    def __init__(self, rpm: Optional[float], tpm: Optional[float],
+                 requests: Optional[TokenBucket], tokens: Optional[TokenBucket]) -> None:
+        self.rpm, self.tpm, self.requests, self.tokens = rpm, tpm, requests, tokens
+
+
 class RateLimiter:
     """Requests per minute, tokens per minute and concurrent requests, shared by all threads.
 
-    ``rpm`` and ``tpm`` become token buckets holding ``burst_seconds`` of quota (a minute by
-    default, as providers count per minute); ``max_concurrent`` caps requests in flight. Any may
-    be None (unlimited). ``observe()`` turns the server's rate-limit headers into pauses that
-    every thread respects, per model (``pause_scope="model"``) or for the whole key (``"key"``).
+    ``rpm`` and ``tpm`` are key-wide: every model shares them. They become token buckets holding
+    ``burst_seconds`` of quota (a minute by default, as providers count per minute);
+    ``max_concurrent`` caps requests in flight. Any may be None (unlimited). ``model_limits``
+    adds buckets for single models (``{"gpt-4.1": {"rpm": 60, "tpm": 90000}}``), taken on top of
+    the key-wide ones by requests to that model.
+
+    ``observe()`` listens to the server. A 429/503 Retry-After pauses the model
+    (``pause_scope="model"``) or every model (``"key"``). The ``x-ratelimit-remaining-*`` headers
+    describe the quota of the model (deployment) that answered, so by default
+    (``headers_scope="model"``) they lower only that model's configured buckets and an exhausted
+    count pauses only that model until its reset; ``headers_scope="key"`` reads them as the
+    quota of the whole key (the key-wide buckets, a pause of every model). No pause is ever set
+    longer than MAX_WAIT_HINT_SECONDS (24 hours).
+
+    ``backend="redis://..."`` (or a Redis client) with ``namespace=``, ``lease_seconds=``,
+    ``on_backend_error=`` and ``expected_processes=`` shares all of this with every process of
+    the namespace (see ``llmroute.backends.redis_limiter``).
     """
 
+    def __new__(cls, *args: Any, backend: Any = None, **kwargs: Any) -> "RateLimiter":
+        """With ``backend`` (a Redis URL or client) the limiter is the fleet-wide
+        ``backends.redis_limiter.RedisRateLimiter`` (as ``pathlib.Path`` picks its flavour)."""
+        if backend is not None and cls is RateLimiter:
+            from .backends.redis_limiter import RedisRateLimiter
+            return super().__new__(RedisRateLimiter)
+        return super().__new__(cls)
+
     def __init__(self, rpm: Optional[float] = None, tpm: Optional[float] = None,
-                 max_concurrent: Optional[int] = None, *,
+                 max_concurrent: Optional[int] = None, *, backend: None = None,
+                 model_limits: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  burst_seconds: float = DEFAULT_BURST_SECONDS, pause_scope: str = "model",
+                 headers_scope: str = "model",
                  clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
-        burst = _number("burst_seconds", burst_seconds, positive=True)
-        if pause_scope not in ("model", "key"):
-            raise ValueError("pause_scope must be 'model' or 'key', got %r" % (pause_scope,))
-        if max_concurrent is not None and (not isinstance(max_concurrent, int)
-                                           or isinstance(max_concurrent, bool)
-                                           or max_concurrent < 1):
-            raise ValueError("max_concurrent must be a positive integer or None, got %r"
-                             % (max_concurrent,))
-        self.rpm = None if rpm is None else _number("rpm", rpm, positive=True)
-        self.tpm = None if tpm is None else _number("tpm", tpm, positive=True)
-        self.max_concurrent = max_concurrent
+        if backend is not None:  # __new__ picked this class: a subclass not made for a backend
+            raise ValueError("backend= is not supported by %s" % type(self).__name__)
+        burst = checks.number("burst_seconds", burst_seconds, above=0)
+        self.pause_scope = checks.choice("pause_scope", pause_scope, ("model", "key"))
+        self.headers_scope = checks.choice("headers_scope", headers_scope, ("model", "key"))
+        self.max_concurrent = checks.number("max_concurrent", max_concurrent, minimum=1,
+                                            integer=True, allow_none=True)
+        checks.callable_("clock", clock)
+        checks.callable_("sleep", sleep)
+        self.rpm = checks.number("rpm", rpm, above=0, allow_none=True)
+        self.tpm = checks.number("tpm", tpm, above=0, allow_none=True)
         self.burst_seconds = burst
-        self.pause_scope = pause_scope
-        self.requests_bucket = None if self.rpm is None else TokenBucket(
-            self.rpm / 60.0, self.rpm * burst / 60.0, clock=clock, sleep=sleep)
-        self.tokens_bucket = None if self.tpm is None else TokenBucket(
-            self.tpm / 60.0, self.tpm * burst / 60.0, clock=clock, sleep=sleep)
-        self._slots = None if max_concurrent is None else _Slots(max_concurrent)
         self._clock = clock
         self._sleep = sleep
+        self.requests_bucket = self._bucket(self.rpm)
+        self.tokens_bucket = self._bucket(self.tpm)
+        # Built once and never changed, so reading it needs no lock.
+        self._models: Dict[str, _ModelBuckets] = {}
+        for model, limits in _checked_model_limits(model_limits).items():
+            rpm_m, tpm_m = limits.get("rpm"), limits.get("tpm")
+            self._models[model] = _ModelBuckets(rpm_m, tpm_m, self._bucket(rpm_m),
+                                                self._bucket(tpm_m))
+        self._slots = None if self.max_concurrent is None else ConcurrencySlots(self.max_concurrent)
         # Guards _pauses: the clock reading until which each model (or _EVERY_MODEL) is paused.
         self._lock = threading.Lock()
         self._pauses: Dict[str, float] = {}
+
+    def _bucket(self, per_minute: Optional[float]) -> Optional[TokenBucket]:
+        if per_minute is None:
+            return None
+        return TokenBucket(per_minute / 60.0, per_minute * self.burst_seconds / 60.0,
+                           clock=self._clock, sleep=self._sleep)
+
+    @property
+    def model_limits(self) -> Dict[str, Dict[str, float]]:
+        """The configured per-model limits, ``{model: {"rpm": ..., "tpm": ...}}`` (a copy)."""
+        return {model: {k: v for k, v in (("rpm", b.rpm), ("tpm", b.tpm)) if v is not None}
+                for model, b in self._models.items()}
+
+    def model_buckets(self, model: Optional[str]) -> Tuple[Optional[TokenBucket],
+                                                           Optional[TokenBucket]]:
+        """The (requests, tokens) buckets configured for ``model`` alone; (None, None) if none."""
+        own = self._models.get(model) if model is not None else None
+        return (None, None) if own is None else (own.requests, own.tokens)
+
+    def _token_buckets(self, model: Optional[str]) -> List[TokenBucket]:
+        """Every TPM bucket a request to ``model`` is charged to: key-wide, then the model's."""
+        return [b for b in (self.tokens_bucket, self.model_buckets(model)[1]) if b is not None]
 
     @property
     def in_flight(self) -> int:
@@ -337,9 +210,12 @@ class RateLimiter:
 
     def pause(self, seconds: float, *, model: Optional[str] = None) -> None:
         """Hold back requests to ``model`` (every model if None or pause_scope="key") for
-        ``seconds``; a pause already running longer is kept."""
-        seconds = _number("seconds", seconds, positive=False)
-        key = self._pause_key(model)
+        ``seconds``, at most MAX_WAIT_HINT_SECONDS; a pause already running longer is kept."""
+        seconds = checks.number("seconds", seconds, minimum=0)
+        self._pause_until(self._pause_key(model), seconds)
+
+    def _pause_until(self, key: str, seconds: float) -> None:
+        seconds = min(seconds, MAX_WAIT_HINT_SECONDS)
         now = self._clock()
         with self._lock:
             for stale in [k for k, until in self._pauses.items() if until <= now]:
@@ -352,35 +228,52 @@ class RateLimiter:
                         "every model" if key == _EVERY_MODEL else repr(key), seconds)
 
     def pause_remaining(self, model: Optional[str] = None) -> float:
-        """Seconds until requests to ``model`` may be sent again (0.0 if it is not paused)."""
-        key = self._pause_key(model)
+        """Seconds until requests to ``model`` may be sent again (0.0 if it is not paused).
+
+        Counts the pause of every model and the model's own pause, whichever scope set it.
+        """
         now = self._clock()
         with self._lock:
-            until = max(self._pauses.get(_EVERY_MODEL, now), self._pauses.get(key, now))
+            until = self._pauses.get(_EVERY_MODEL, now)
+            if model is not None:
+                until = max(until, self._pauses.get(model, now))
         return max(0.0, until - now)
 
     def observe(self, model: Optional[str], status: int,
-                headers: Optional[Mapping[str, Any]]) -> float:
-        """Learn from a response: a 429/503 Retry-After, or ``x-ratelimit-remaining-*: 0`` until
-        its reset, pauses the model (or key); remaining counts lower the buckets, never raise
-        them. Returns the pause it asked for in seconds (0.0 if none)."""
+                headers: Optional[Mapping[str, Any]], *, rate_limit: Any = NOT_PARSED) -> float:
+        """Learn from a response; returns the longest pause it asked for, in seconds (0.0: none).
+
+        A 429/503 Retry-After pauses the model (or, with pause_scope="key", every model).
+        ``x-ratelimit-remaining-*`` (plain or ``llm_provider-`` prefixed) lower the buckets of
+        the model that answered (headers_scope="model", the default) or the key-wide buckets
+        ("key"), never raising them; a count of 0 with a reset pauses that model (or every
+        model) until the reset. A response without a model is read key-wide. ``rate_limit``
+        is the headers' ``parse_rate_limit_headers`` when the caller has it already (one parse
+        per response); by default they are parsed here.
+        """
         pause = 0.0
         if status in PAUSE_STATUSES:
             pause = parse_retry_after(headers) or 0.0
-        info = parse_rate_limit_headers(headers)
-        if info is not None:
-            for remaining, reset, bucket in (
-                    (info.remaining_requests, info.reset_requests, self.requests_bucket),
-                    (info.remaining_tokens, info.reset_tokens, self.tokens_bucket)):
-                if remaining is None:
-                    continue
-                if bucket is not None:
-                    bucket.lower_to(remaining)
-                if remaining <= 0 and reset:
-                    pause = max(pause, reset)
-        if pause > 0.0:
-            self.pause(pause, model=model)
-        return pause
+            if pause > 0.0:
+                self._pause_until(self._pause_key(model), pause)
+        info = parse_rate_limit_headers(headers) if rate_limit is NOT_PARSED else rate_limit
+        if info is None:
+            return pause
+        key_wide = model is None or self.headers_scope == "key"
+        requests, tokens = ((self.requests_bucket, self.tokens_bucket) if key_wide
+                            else self.model_buckets(model))
+        quota_pause = 0.0
+        for remaining, reset, bucket in ((info.remaining_requests, info.reset_requests, requests),
+                                         (info.remaining_tokens, info.reset_tokens, tokens)):
+            if remaining is None:
+                continue
+            if bucket is not None:
+                bucket.lower_to(remaining)
+            if remaining <= 0 and reset:
+                quota_pause = max(quota_pause, reset)
+        if quota_pause > 0.0:
+            self._pause_until(_EVERY_MODEL if key_wide else model, quota_pause)
+        return min(max(pause, quota_pause), MAX_WAIT_HINT_SECONDS)
 
     # -- reserving ------------------------------------------------------------------------------
 
@@ -396,12 +289,16 @@ class RateLimiter:
         (429, ``retry_after`` = the pause left) at once if a pause outlasts ``max_pause`` or
         ``timeout``.
         """
-        tokens = _number("tokens", tokens, positive=False)
-        if self.tpm is not None and tokens > self.tpm:
-            raise ValueError("reservation of %g tokens (prompt estimate + max_tokens) exceeds "
-                             "tpm=%g; lower max_tokens or raise tpm" % (tokens, self.tpm))
-        timeout = _optional_seconds("timeout", timeout)
-        max_pause = _optional_seconds("max_pause", max_pause)
+        tokens = checks.number("tokens", tokens, minimum=0)
+        if model is not None and not isinstance(model, str):
+            raise ValueError("model must be a string or None, got %r" % (model,))
+        own = self._models.get(model) if model is not None else None
+        for tpm, whose in ((self.tpm, "tpm"), (own and own.tpm, "model_limits[%r] tpm" % model)):
+            if tpm is not None and tokens > tpm:
+                raise ValueError("reservation of %g tokens (prompt estimate + max_tokens) exceeds "
+                                 "%s=%g; lower max_tokens or raise %s" % (tokens, whose, tpm, whose))
+        timeout = optional_seconds("timeout", timeout)
+        max_pause = optional_seconds("max_pause", max_pause)
         waited, paused = self._wait_out_pause(model, timeout, max_pause, 0.0, 0.0)
         holds_slot = False
         if self._slots is not None:
@@ -412,7 +309,7 @@ class RateLimiter:
             holds_slot = True
             waited += time.monotonic() - started
         try:
-            wait = self._take_buckets(tokens, _left(timeout, waited))
+            wait = self._take_buckets(tokens, model, _left(timeout, waited))
         except BaseException:
             self._release_slot(holds_slot)
             raise
@@ -423,7 +320,7 @@ class RateLimiter:
             # A pause set by another thread while this one slept must still be respected.
             waited, paused = self._wait_out_pause(model, timeout, max_pause, waited, paused)
         except BaseException:
-            self._give_back(tokens)
+            self._give_back(tokens, model)
             self._release_slot(holds_slot)
             raise
         return Reservation(self, model, tokens, waited, holds_slot)
@@ -432,6 +329,11 @@ class RateLimiter:
                         max_pause: Optional[float], waited: float,
                         paused: float) -> Tuple[float, float]:
         """Sleep through the pause on ``model``; RateLimitError if it outlasts what is allowed."""
+        if not self._pauses:
+            # No pause was ever set (or all were cleared): nothing to wait for. Reading whether
+            # a dict is empty is atomic; a pause set just now counts from the next request on,
+            # as it would had it arrived a moment later.
+            return waited, paused
         for _ in range(_MAX_PAUSE_ROUNDS):
             remaining = self.pause_remaining(model)
             if remaining <= 0.0:
@@ -455,44 +357,27 @@ class RateLimiter:
                               "waiting (%s)" % (what, remaining, why),
                               status_code=429, retry_after=remaining)
 
-    def _take_buckets(self, tokens: float, timeout: Optional[float]) -> float:
-        """Take one request and ``tokens`` from both buckets at once; return the wait.
+    def _take_buckets(self, tokens: float, model: Optional[str],
+                      timeout: Optional[float]) -> float:
+        """Take one request and ``tokens`` from every bucket that applies at once; return the wait.
 
-        Both locks are held together, briefly, always requests before tokens, so no bucket is
-        charged when the other would make the wait exceed ``timeout``. A request larger than a
-        bucket's capacity waits for the full bucket and leaves the rest as debt.
+        Always in one order (key-wide requests, key-wide tokens, then the model's requests and
+        tokens), so threads taking the locks together never deadlock (``take_together``).
         """
-        wants = [(b, n, name) for b, n, name in ((self.requests_bucket, 1.0, "rpm"),
-                                                  (self.tokens_bucket, tokens, "tpm"))
+        own_requests, own_tokens = self.model_buckets(model)
+        wants = [(b, n, name) for b, n, name in (
+            (self.requests_bucket, 1.0, "rpm"), (self.tokens_bucket, tokens, "tpm"),
+            (own_requests, 1.0, "%r rpm" % model), (own_tokens, tokens, "%r tpm" % model))
                  if b is not None and n > 0]
-        if not wants:
-            return 0.0
-        for bucket, _, _ in wants:
-            bucket._lock.acquire()
-        try:
-            now = self._clock()
-            wait, binding = 0.0, ""
-            for bucket, n, name in wants:
-                bucket_wait = bucket._wait_locked(min(n, bucket.capacity), now)
-                if bucket_wait > wait:
-                    wait, binding = bucket_wait, name
-            late = timeout is not None and wait > timeout
-            if not late:
-                for bucket, n, _ in wants:
-                    bucket._take_locked(n, wait)
-        finally:
-            for bucket, _, _ in reversed(wants):
-                bucket._lock.release()
-        if late:
-            raise RateLimitTimeout("waiting %.3fs for the %s limit would exceed the timeout of "
-                                   "%.3fs" % (wait, binding, timeout))
-        return wait
+        return take_together(wants, self._clock, timeout)
 
-    def _give_back(self, tokens: float) -> None:
-        if self.requests_bucket is not None:
-            self.requests_bucket.refund(1)
-        if self.tokens_bucket is not None and tokens > 0:
-            self.tokens_bucket.refund(tokens)
+    def _give_back(self, tokens: float, model: Optional[str]) -> None:
+        for bucket in (self.requests_bucket, self.model_buckets(model)[0]):
+            if bucket is not None:
+                bucket.refund(1)
+        if tokens > 0:
+            for bucket in self._token_buckets(model):
+                bucket.refund(tokens)
 
     def _release_slot(self, held: bool = True) -> None:
         if held and self._slots is not None:
@@ -504,7 +389,9 @@ class RateLimiter:
             paused = {k: round(until - now, 3) for k, until in self._pauses.items() if until > now}
         parts = ["rpm=%s" % _fmt(self.rpm), "tpm=%s" % _fmt(self.tpm),
                  "max_concurrent=%s" % self.max_concurrent, "in_flight=%d" % self.in_flight,
-                 "pause_scope=%r" % self.pause_scope]
+                 "pause_scope=%r" % self.pause_scope, "headers_scope=%r" % self.headers_scope]
+        if self._models:
+            parts.append("model_limits=%r" % self.model_limits)
         if self.requests_bucket is not None:
             parts.append("requests_left=%.1f" % self.requests_bucket.level)
         if self.tokens_bucket is not None:
@@ -516,3 +403,29 @@ class RateLimiter:
 
 def _fmt(value: Optional[float]) -> str:
     return "None" if value is None else "%g" % value
+
+
+_MODEL_LIMIT_NAMES = ("rpm", "tpm")
+
+
+def _checked_model_limits(value: Any) -> Dict[str, Dict[str, Optional[float]]]:
+    """``model_limits`` validated: model name -> {"rpm": positive or None, "tpm": ...}."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError("model_limits must be a mapping of model name to {'rpm': ..., "
+                         "'tpm': ...}, got %r" % (value,))
+    checked = {}
+    for model, limits in value.items():
+        checks.text("model_limits key", model)
+        if not isinstance(limits, Mapping):
+            raise ValueError("model_limits[%r] must be a mapping with 'rpm' and/or 'tpm', got %r"
+                             % (model, limits))
+        unknown = sorted(str(k) for k in limits if k not in _MODEL_LIMIT_NAMES)
+        if unknown:
+            raise ValueError("model_limits[%r] has unknown limits %s; use 'rpm' and/or 'tpm'"
+                             % (model, ", ".join(unknown)))
+        checked[model] = {name: checks.number("model_limits[%r][%r]" % (model, name),
+                                              limits.get(name), above=0, allow_none=True)
+                          for name in _MODEL_LIMIT_NAMES}
+    return checked

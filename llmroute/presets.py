@@ -32,9 +32,10 @@ _PRESETS: Dict[str, Dict[str, Any]] = {
              "presence_penalty": 0.0, "frequency_penalty": 0.0},
 }
 
-#: Every preset, read-only (its values are shared: use ``get`` for a copy you may change).
+#: Every preset, read-only at the top (use ``get`` for a copy you may change). Built from a
+#: copy, so a caller changing a nested value here cannot change what ``get`` and routes give.
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {name: MappingProxyType(params) for name, params in _PRESETS.items()})
+    {name: MappingProxyType(copy.deepcopy(params)) for name, params in _PRESETS.items()})
 
 
 def names() -> Tuple[str, ...]:

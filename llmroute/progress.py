@@ -14,7 +14,9 @@ import time
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-__all__ = ["ProgressLine", "Tally", "format_duration"]
+from ._stats import nearest_rank, percentile
+
+__all__ = ["ProgressLine", "Tally", "format_duration", "is_terminal"]
 
 #: A terminal redraws at most ten times a second: faster is flicker, and costs the caller time.
 REDRAW_INTERVAL = 0.1
@@ -55,7 +57,7 @@ class ProgressLine:
                  plain_interval: float = PLAIN_INTERVAL) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.total = total
-        self.tty = _isatty(self.stream) if tty is None else tty
+        self.tty = is_terminal(self.stream) if tty is None else tty
         self._clock = clock
         self._started = clock()
         self._redraw_interval = redraw_interval
@@ -126,7 +128,8 @@ class ProgressLine:
         self.stream.flush()
 
 
-def _isatty(stream: Any) -> bool:
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (False for anything without a working ``isatty``)."""
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
@@ -185,9 +188,9 @@ class Tally:
         count = self.succeeded + self.failed
         if count == 0:
             return None
-        rank = max(int(math.ceil(q / 100.0 * count)), 1)
         if self._exact is not None:
-            return sorted(self._exact)[rank - 1]
+            return percentile(sorted(self._exact), q)
+        rank = nearest_rank(count, q)
         seen = 0
         for bucket, n in enumerate(self._hist):
             seen += n

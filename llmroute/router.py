@@ -2,9 +2,10 @@
 
 One routed call: classify → the task's route → per-model params and static filters (feature,
 context window, ``max_cost_usd``) → order by priority → for each candidate: cooldown check,
-``Budget`` hold, ``Client.chat``; a failure that another model may not share (5xx, timeout,
-404, 429 past the cap, a bad body) moves on, one that every model would share (400, 401, 403,
-422) is raised at once. A model that is skipped is never sent a request. The router is shared
+``Budget`` hold, ``Client.chat``; a failure that another model may not share (5xx, a
+connection error or timeout, 404, an unknown model on 400 or 404, 429 past the cap, a bad 2xx
+body) moves on, one that every model would share (other 400s, 401, 403, 422) is raised at once.
+A failure after the request was sent may have been billed, so its hold is kept at the worst case. A model that is skipped is never sent a request. The router is shared
 by threads: routes are immutable, health has its own lock, no lock spans a request.
 """
 from __future__ import annotations
@@ -14,15 +15,17 @@ import logging
 import os
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import _candidates as cand
+from . import _checks as checks
+from ._options import CALL_OPTIONS
 from .client import Client
 from .costs import Budget, BudgetHold
 from .errors import (AllModelsFailedError, APIConnectionError, APIStatusError,
                      BudgetExceededError, ContextLengthExceededError, InternalServerError,
-                     InvalidResponseError, NotFoundError, RateLimitError, RateLimitTimeout,
-                     ToolCallError)
+                     InvalidResponseError, ModelNotFoundError, NotFoundError, RateLimitError,
+                     RateLimitTimeout, ToolCallError)
 from .health import CooldownPolicy, HealthBoard, LatencyStats, ModelHealth
 from .results import ChatResult
 from .routes import TASKS, RoutesSpec, RouteTable, load_routes
@@ -32,13 +35,13 @@ __all__ = ["Router", "RouteResult"]
 
 log = logging.getLogger(__name__)
 
-#: Options of ``Client.chat`` that steer the call and are not request params.
-_CLIENT_OPTIONS = ("deadline", "timeout", "idempotency_key", "extra_headers")
 #: Failures that say the model (not the request) is unwell: they count toward a cooldown.
 _UNHEALTHY = (InternalServerError, APIConnectionError, NotFoundError, RateLimitError,
               InvalidResponseError)
 #: Statuses without a class of their own that another model may well not share.
 _FALLBACK_STATUSES = frozenset({408, 409})
+#: Disposition of a model the gateway does not know: fall back and cool it down at once.
+_MISSING = "missing"
 #: Cues shown in a reason line: enough to see why, short enough for one log line.
 _REASON_CUES = 3
 
@@ -60,6 +63,25 @@ class RouteResult(ChatResult):
     tried: Tuple[Tuple[str, str], ...] = ()
 
 
+class _Passed(NamedTuple):
+    """A model passed over: how (``kind`` becomes ``routed_via``), why in full (``detail``)
+    and for the reason line (``short``), and the error it failed with (``None`` when it was
+    skipped or its budget hold refused: nothing was sent)."""
+
+    model: str
+    kind: str
+    detail: str
+    short: str
+    error: Optional[BaseException] = None
+
+
+class _Attempt(NamedTuple):
+    """One model's turn: its ``result``, or how it was ``passed`` over."""
+
+    result: Optional[ChatResult]
+    passed: Optional[_Passed]
+
+
 def _as_messages(prompt: Prompt) -> List[Mapping[str, Any]]:
     if isinstance(prompt, str):
         if not prompt.strip():
@@ -75,32 +97,15 @@ def _as_messages(prompt: Prompt) -> List[Mapping[str, Any]]:
 
 
 def _check_priority(priority: Any) -> str:
-    if priority not in cand.PRIORITIES:
-        raise ValueError("priority must be one of %s, got %r"
-                         % (", ".join(cand.PRIORITIES), priority))
-    return priority
+    return checks.choice("priority", priority, cand.PRIORITIES)
 
 
 def _check_cap(value: Any) -> Optional[Decimal]:
-    if value is None:
-        return None
-    if isinstance(value, (bool, float)):
-        raise ValueError("max_cost_usd must be a Decimal, int or str (money is exact), got %r"
-                         % (value,))
-    try:
-        cap = Decimal(value)
-    except ArithmeticError:
-        raise ValueError("max_cost_usd must be a number, got %r" % (value,)) from None
-    if not cap.is_finite() or cap < 0:
-        raise ValueError("max_cost_usd must be a non-negative amount, got %r" % (value,))
-    return cap
+    return checks.money("max_cost_usd", value, allow_none=True)
 
 
 def _check_deadline(deadline: Any) -> Optional[float]:
-    if deadline is not None and (isinstance(deadline, bool) or not isinstance(
-            deadline, (int, float)) or not 0 < deadline < float("inf")):
-        raise ValueError("deadline must be a positive number of seconds, got %r" % (deadline,))
-    return deadline
+    return checks.number("deadline", deadline, above=0, allow_none=True)
 
 
 def _task_name(task: Any) -> str:
@@ -125,9 +130,23 @@ def _short(error: BaseException) -> str:
     return "%s %s" % (name, status) if isinstance(error, APIStatusError) else name
 
 
+def _maybe_billed(error: BaseException) -> bool:
+    """Whether a failed call may still have been billed: a 2xx arrived (a bad body, bad tool
+    arguments) or the request reached the server before the connection failed. The transport
+    sets ``request_sent`` on connection errors; without it, assume it was sent."""
+    if isinstance(error, (InvalidResponseError, ToolCallError)):
+        return True
+    if isinstance(error, APIConnectionError):
+        return bool(getattr(error, "request_sent", True))
+    return False
+
+
 def _disposition(error: BaseException) -> Optional[str]:
     """How a failure moves on: "unhealthy" (counts toward a cooldown), "context_fit" (try a
-    larger window), "fallback" (try the next model), or ``None``: raise it, every model would."""
+    larger window), "missing" (the gateway does not know the model: skip it for a cooldown),
+    "fallback" (try the next model), or ``None``: raise it, every model would."""
+    if isinstance(error, ModelNotFoundError):
+        return _MISSING
     if isinstance(error, ContextLengthExceededError):
         return cand.CONTEXT_FIT
     if isinstance(error, _UNHEALTHY):
@@ -142,21 +161,41 @@ def _disposition(error: BaseException) -> Optional[str]:
 
 class Router:
     """Routes each prompt to the model its task calls for, with fallbacks, budgets and
-    cooldowns. Raises ``ValueError`` for bad routes, priority or caps."""
+    cooldowns. Raises ``ValueError`` for bad routes, priority or caps.
+
+    ``health_backend`` (a Redis URL or client) shares the cooldowns with every process of
+    ``namespace``: a model failing for one worker is skipped by all until its probe succeeds.
+    """
 
     def __init__(self, client: Client, *, routes: RoutesSpec = None,
                  priority: str = "balanced", max_cost_usd: Any = None,
                  budget: Optional[Budget] = None,
                  cooldown: Optional[CooldownPolicy] = CooldownPolicy(),
-                 classifier: Any = None, clock: Optional[Callable[[], float]] = None) -> None:
+                 classifier: Any = None, clock: Optional[Callable[[], float]] = None,
+                 health_backend: Any = None, namespace: str = "default") -> None:
+        if not isinstance(client, Client):
+            raise ValueError("client must be an llmroute.Client, got %r" % (client,))
+        if budget is not None and not isinstance(budget, Budget):
+            raise ValueError("budget must be a Budget or None, got %r" % (budget,))
+        if cooldown is not None and not isinstance(cooldown, CooldownPolicy):
+            raise ValueError("cooldown must be a CooldownPolicy or None, got %r" % (cooldown,))
+        if classifier is not None and not (callable(classifier)
+                                           or callable(getattr(classifier, "classify", None))):
+            raise ValueError("classifier must be callable or have a classify() method, got %r"
+                             % (classifier,))
+        checks.callable_("clock", clock, allow_none=True)
         self.client = client
         self.routes: RouteTable = load_routes(routes)
         self.priority = _check_priority(priority)
         self.max_cost_usd = _check_cap(max_cost_usd)
         self.budget = budget
-        self._clock = clock if clock is not None else client._clock
-        self._health = HealthBoard(cooldown if cooldown is not None else CooldownPolicy(),
-                                   clock=self._clock)
+        self._clock = clock if clock is not None else client.transport.clock
+        policy = cooldown if cooldown is not None else CooldownPolicy()
+        if health_backend is None:
+            self._health = HealthBoard(policy, clock=self._clock)
+        else:  # cooldowns shared by every process of the namespace (see backends.redis_health)
+            self._health = HealthBoard(policy, clock=self._clock, backend=health_backend,
+                                       namespace=namespace)
         self._classifier = classifier
 
     @classmethod
@@ -214,6 +253,10 @@ class Router:
         cues = ", ".join(found.matched[:_REASON_CUES]) or "no cues"
         return name, found, "%s prompt (matched: %s)" % (name, cues)
 
+    def ensure_pool(self, size: int) -> None:
+        """Grow the client's connection pool to ``size`` (``llmroute.batch`` calls this)."""
+        self.client.ensure_pool(size)
+
     def complete(self, prompt_or_messages: Prompt, *, task: Any = None,
                  priority: Optional[str] = None, max_cost_usd: Any = None,
                  **params: Any) -> RouteResult:
@@ -228,63 +271,98 @@ class Router:
         messages = _as_messages(prompt_or_messages)
         priority = _check_priority(priority if priority is not None else self.priority)
         cap = _check_cap(max_cost_usd) if max_cost_usd is not None else self.max_cost_usd
-        options = {k: params.pop(k) for k in _CLIENT_OPTIONS if k in params}
+        options = {k: params.pop(k) for k in list(params) if k in CALL_OPTIONS}
         deadline = _check_deadline(options.pop("deadline", None))
+        # The clock starts before classification: the deadline bounds the whole routed call.
+        end = self._clock() + deadline if deadline is not None else None
         name, classification, how = self._task(messages, task, params.get("tools"))
-        route = self.routes[name]
         prompt_tokens = estimate_tokens(messages)
+        ordered, why_first = self._ordered_candidates(name, params, messages, prompt_tokens,
+                                                      priority, cap)
+        passed: List[_Passed] = []
+        result = self._try_in_turn(name, ordered, messages, prompt_tokens, options, end, passed)
+        if result is None:
+            raise self._all_failed(name, passed, cap)
+        return self._result(result, name, classification, how, why_first, passed)
+
+    def _ordered_candidates(self, task: str, params: Mapping[str, Any], messages: Messages,
+                            prompt_tokens: int, priority: str, cap: Optional[Decimal]
+                            ) -> Tuple[List[cand.Candidate], str]:
+        """The route's models with their params and static skips, in ``priority`` order, and
+        why the first one leads."""
+        route = self.routes[task]
         candidates = cand.build_candidates(route, params, messages, prompt_tokens,
                                            self.client.catalog, cap)
         p50s = self._health.p50s(route.models) if priority == "speed" else {}
-        ordered, why_first = cand.order_candidates(candidates, priority, name, p50s)
-        end = self._clock() + deadline if deadline is not None else None
-        passed: List[Tuple[str, str, Any, str]] = []  # (model, kind, error or reason, short)
+        return cand.order_candidates(candidates, priority, task, p50s)
+
+    def _try_in_turn(self, task: str, ordered: Sequence[cand.Candidate], messages: Messages,
+                     prompt_tokens: int, options: Mapping[str, Any], end: Optional[float],
+                     passed: List[_Passed]) -> Optional[ChatResult]:
+        """Call each candidate not skipped until one answers; its result, or ``None`` when
+        every one was passed over (each appended to ``passed``, in order)."""
         need_window = 0  # after a context-length error: only larger windows are worth a try
         for candidate in ordered:
             model = candidate.model
-            skip, kind = candidate.skip, candidate.skip_kind
-            if skip is None and need_window:
-                window = candidate.spec.context_window if candidate.spec else None
-                if not window or window <= need_window:
-                    skip, kind = ("window %s is not larger than the one that overflowed (%d)"
-                                  % (window or "unknown", need_window), cand.CONTEXT_FIT)
-            if skip is None and end is not None and self._clock() >= end:
-                skip, kind = "the call's deadline has passed", cand.FALLBACK
+            skip, kind = self._skip_now(candidate, need_window, end)
             probe = False
             if skip is None:
                 skip, probe = self._health.acquire(model)  # a cooling model: fall back
                 kind = cand.FALLBACK
             if skip is not None:
-                log.debug("route %s: skipping %s: %s", name, model, skip)
-                passed.append((model, kind, skip, skip))
+                log.debug("route %s: skipping %s: %s", task, model, skip)
+                passed.append(_Passed(model, kind, skip, skip))
                 continue
-            call_options = dict(options)
-            if end is not None:
-                call_options["deadline"] = max(end - self._clock(), 0.001)
-            if passed and options.get("idempotency_key"):
-                # Another model is another request: a gateway must not replay the first's answer.
-                call_options["idempotency_key"] = "%s:%s" % (options["idempotency_key"], model)
-            outcome = self._attempt(candidate, messages, call_options, probe)
-            if isinstance(outcome, ChatResult):
-                return self._result(outcome, name, classification, how, why_first, passed)
-            if isinstance(outcome, BudgetExceededError):
-                passed.append((model, cand.BUDGET, str(outcome), "over budget"))
-                continue
-            disposition = _disposition(outcome)
-            if disposition == cand.CONTEXT_FIT:
+            call_options = self._call_options(options, end, model, passed, task)
+            attempt = self._attempt(candidate, messages, call_options, probe)
+            if attempt.result is not None:
+                return attempt.result
+            failure = attempt.passed
+            if failure.kind == cand.CONTEXT_FIT:
                 overflowed = candidate.spec.context_window if candidate.spec else None
                 need_window = max(need_window,
                                   overflowed or prompt_tokens + candidate.max_tokens)
-            log.warning("route %s: %s failed (%s); falling back to the next model", name, model,
-                        _short(outcome))
-            passed.append((model, disposition if disposition == cand.CONTEXT_FIT
-                           else cand.FALLBACK, outcome, _short(outcome)))
-        raise self._all_failed(name, passed, cap)
+            if failure.error is not None:
+                log.warning("route %s: %s failed (%s); falling back to the next model", task,
+                            model, failure.short)
+            passed.append(failure)
+        return None
+
+    def _skip_now(self, candidate: cand.Candidate, need_window: int, end: Optional[float]
+                  ) -> Tuple[Optional[str], Optional[str]]:
+        """(reason, kind) to pass ``candidate`` over at its turn, before its cooldown is
+        checked: a static skip, a window no larger than one that overflowed, a spent deadline."""
+        if candidate.skip is not None:
+            return candidate.skip, candidate.skip_kind
+        if need_window:
+            window = candidate.spec.context_window if candidate.spec else None
+            if not window or window <= need_window:
+                return ("window %s is not larger than the one that overflowed (%d)"
+                        % (window or "unknown", need_window), cand.CONTEXT_FIT)
+        if end is not None and self._clock() >= end:
+            return "the call's deadline has passed", cand.FALLBACK
+        return None, None
+
+    def _call_options(self, options: Mapping[str, Any], end: Optional[float], model: str,
+                      passed: Sequence[_Passed], task: str) -> Dict[str, Any]:
+        """The ``Client.chat`` options for one model, after the models ``passed`` over: what
+        is left of the deadline, an idempotency key of its own for a fallback, and what the
+        ledger's row says of the route (never sent)."""
+        call_options = dict(options)
+        call_options["ledger_task"] = task
+        call_options["ledger_routed_via"] = passed[0].kind if passed else "primary"
+        if end is not None:
+            call_options["deadline"] = max(end - self._clock(), 0.001)
+        if passed and options.get("idempotency_key"):
+            # Another model is another request: a gateway must not replay the first's answer.
+            call_options["idempotency_key"] = "%s:%s" % (options["idempotency_key"], model)
+        return call_options
 
     def _attempt(self, candidate: cand.Candidate, messages: Messages,
-                 options: Dict[str, Any], probe: bool) -> Any:
-        """Send to one model: the ChatResult, a fallback-worthy error, or a BudgetExceededError
-        from the hold; raises what must not fall back. Health and budget are settled here."""
+                 options: Dict[str, Any], probe: bool) -> _Attempt:
+        """Send to one model: its result, or how it is passed over after a fallback-worthy
+        error or a refused budget hold; raises what must not fall back. Health and budget are
+        settled here."""
         model = candidate.model
         hold: Optional[BudgetHold] = None
         try:
@@ -293,46 +371,47 @@ class Router:
             result = self.client.chat(model, messages, **options, **candidate.params)
         except BudgetExceededError as err:
             self._health.finished(model, probe)
-            return err
+            return _Attempt(None, _Passed(model, cand.BUDGET, str(err), "over budget"))
         except BaseException as err:
             disposition = _disposition(err)
             if hold is not None:
-                if isinstance(err, ToolCallError):
-                    hold.commit(None)  # the answer arrived and was billed; its cost is unknown
+                if _maybe_billed(err):
+                    hold.commit(None)  # perhaps billed, at an unknown cost: keep the worst case
                 else:
                     hold.release()
-            if disposition == "unhealthy":
+            if disposition == _MISSING:
+                self._health.missing(model, _describe(err), probe)
+            elif disposition == "unhealthy":
                 self._health.failed(model, _describe(err), probe)
             else:
                 self._health.finished(model, probe, _describe(err))
             if disposition is None:
                 raise
-            return err
+            kind = cand.CONTEXT_FIT if disposition == cand.CONTEXT_FIT else cand.FALLBACK
+            return _Attempt(None, _Passed(model, kind, _describe(err), _short(err), err))
         if hold is not None:
             hold.commit(result.cost_usd)
         self._health.succeeded(model, result.latency_ms, probe)
-        return result
+        return _Attempt(result, None)
 
     def _result(self, result: ChatResult, task: str, classification: Any, how: str,
-                why_first: str, passed: List[Tuple[str, str, Any, str]]) -> RouteResult:
+                why_first: str, passed: Sequence[_Passed]) -> RouteResult:
         if passed:
-            routed_via = passed[0][1]
+            routed_via = passed[0].kind
             why = "%s after %s" % (routed_via.replace("_", " "), "; ".join(
-                "%s (%s)" % (model, short) for model, _, _, short in passed))
+                "%s (%s)" % (p.model, p.short) for p in passed))
         else:
             routed_via, why = "primary", why_first
         fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(ChatResult)}
         return RouteResult(
             **fields, task=_as_task_type(task), classification=classification,
             reason="%s → %s, %s" % (how, result.model, why), routed_via=routed_via,
-            tried=tuple((model, detail if isinstance(detail, str) else _describe(detail))
-                        for model, _, detail, _ in passed))
+            tried=tuple((p.model, p.detail) for p in passed))
 
-    def _all_failed(self, task: str, passed: List[Tuple[str, str, Any, str]],
+    def _all_failed(self, task: str, passed: Sequence[_Passed],
                     cap: Optional[Decimal]) -> Exception:
-        listing = "; ".join("%s: %s" % (model, detail if isinstance(detail, str)
-                                        else _describe(detail)) for model, _, detail, _ in passed)
-        if passed and all(kind == cand.BUDGET for _, kind, _, _ in passed):
+        listing = "; ".join("%s: %s" % (p.model, p.detail) for p in passed)
+        if passed and all(p.kind == cand.BUDGET for p in passed):
             budget = self.budget
             return BudgetExceededError(
                 "no model of the %s route fits the cost limits; nothing was sent: %s"
@@ -341,4 +420,4 @@ class Router:
         return AllModelsFailedError(
             "all %d models of the %s route failed or were skipped: %s"
             % (len(passed), task, listing),
-            errors=[(model, detail) for model, _, detail, _ in passed])
+            errors=[(p.model, p.error if p.error is not None else p.detail) for p in passed])

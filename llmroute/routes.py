@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,14 @@ class Route:
     task: str
     models: Tuple[str, ...]
     params: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        _check_task(self.task, "Route")
+        object.__setattr__(self, "models", _check_models(self.task, self.models, "Route"))
+        if not isinstance(self.params, Mapping):
+            raise ValueError("Route params must be a mapping, got %r" % (self.params,))
+        # Shared by every thread of a router: a caller's dict must not change it afterwards.
+        object.__setattr__(self, "params", MappingProxyType(copy.deepcopy(dict(self.params))))
 
     def request_params(self) -> Dict[str, Any]:
         """A fresh deep copy of the params, safe to change and send."""
@@ -70,6 +79,9 @@ def _check_models(task: str, models: Any, where: str) -> Tuple[str, ...]:
 def _build_route(task: str, spec: Any, base: Optional[Route], where: str) -> Route:
     """One route from its list or dict form, overlaid on ``base`` (the route it replaces)."""
     if isinstance(spec, Route):
+        if spec.task != task:
+            raise ValueError("route %r in %s is a Route for %r: give it under its own task"
+                             % (task, where, spec.task))
         return spec
     if isinstance(spec, (list, tuple)):
         spec = {"models": spec}
@@ -99,8 +111,24 @@ def _build_route(task: str, spec: Any, base: Optional[Route], where: str) -> Rou
         if value is None:
             params.pop(key, None)
         else:
+            _check_json_value(value, "route %r in %s: param %r" % (task, where, key))
             params[key] = copy.deepcopy(value)
     return Route(task, models, MappingProxyType(params))
+
+
+def _check_json_value(value: Any, what: str, depth: int = 0) -> None:
+    """Refuse what cannot be sent as JSON: NaN, infinity, and nesting past any sane depth."""
+    if depth > 32:
+        raise ValueError("%s is nested too deeply to be a request parameter" % (what,))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("%s must be finite (NaN and infinity are not JSON), got %r"
+                         % (what, value))
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _check_json_value(item, what, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_json_value(item, what, depth + 1)
 
 
 class RouteTable(Mapping[str, Route]):
@@ -108,8 +136,12 @@ class RouteTable(Mapping[str, Route]):
 
     def __init__(self, routes: Mapping[str, Any], *, base: Optional["RouteTable"] = None,
                  where: str = "routes") -> None:
+        if not isinstance(where, str):
+            raise ValueError("where must be a string naming the source, got %r" % (where,))
         if not isinstance(routes, Mapping):
             raise ValueError("%s must map task names to routes, got %r" % (where, routes))
+        if base is not None and not isinstance(base, RouteTable):
+            raise ValueError("base must be a RouteTable or None, got %r" % (base,))
         table: Dict[str, Route] = dict(base._routes) if base is not None else {}
         for task, spec in routes.items():
             _check_task(task, where)
@@ -124,6 +156,8 @@ class RouteTable(Mapping[str, Route]):
     def from_file(cls, path: Union[str, "os.PathLike[str]"], *,
                   base: Optional["RouteTable"] = None) -> "RouteTable":
         """Read ``{"routes": {...}}`` (or the bare ``{task: route}`` object) from a JSON file."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError("path must be a file path (str or os.PathLike), got %r" % (path,))
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -172,4 +206,7 @@ def load_routes(routes: RoutesSpec = None) -> RouteTable:
         return routes
     if isinstance(routes, (str, os.PathLike)):
         return RouteTable.from_file(routes, base=default_routes())
+    if not isinstance(routes, Mapping):
+        raise ValueError("routes must map task names to routes (or be None, a JSON file path "
+                         "or a RouteTable), got %r" % (routes,))
     return RouteTable(routes, base=default_routes())

@@ -20,21 +20,30 @@ __all__ = ["validate", "check_schema", "json_type", "TYPE_NAMES"]
 TYPE_NAMES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 #: Deepest nesting ``validate`` follows; deeper data is reported, not recursed into.
 MAX_DEPTH = 64
+#: Deepest schema ``check_schema`` accepts: far beyond any real schema, well inside Python's
+#: recursion limit, so a cyclic or generated monster is a ValueError, not a RecursionError.
+MAX_SCHEMA_DEPTH = 200
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def check_schema(schema: Any, _path: str = "$") -> None:
+def check_schema(schema: Any, _path: str = "$", _depth: int = 0) -> None:
     """Raise ``ValueError`` naming the place where ``schema`` is not a usable schema."""
     if not isinstance(schema, Mapping):
         raise ValueError("schema at %s must be a dict, got %s" % (_path, type(schema).__name__))
+    if _depth > MAX_SCHEMA_DEPTH:
+        raise ValueError("schema at %s: nested deeper than %d levels"
+                         % (_path[:80] + "..." if len(_path) > 80 else _path, MAX_SCHEMA_DEPTH))
     if "type" in schema:
         kinds = schema["type"]
+        if not isinstance(kinds, (str, list)):
+            raise ValueError("schema at %s: 'type' must be a type name or a list of them, got %s"
+                             % (_path, type(kinds).__name__))
         names = kinds if isinstance(kinds, list) else [kinds]
         if not names:
             raise ValueError("schema at %s: 'type' is an empty list" % (_path,))
         for name in names:
-            if name not in TYPE_NAMES:
+            if not isinstance(name, str) or name not in TYPE_NAMES:
                 raise ValueError("schema at %s: unknown type %r (expected one of %s)"
                                  % (_path, name, ", ".join(sorted(TYPE_NAMES))))
     properties = schema.get("properties")
@@ -42,7 +51,7 @@ def check_schema(schema: Any, _path: str = "$") -> None:
         if not isinstance(properties, Mapping):
             raise ValueError("schema at %s: 'properties' must be a dict" % (_path,))
         for key, sub in properties.items():
-            check_schema(sub, _child(_path, key))
+            check_schema(sub, _child(_path, key), _depth + 1)
     required = schema.get("required")
     if required is not None and (not isinstance(required, list)
                                  or not all(isinstance(k, str) for k in required)):
@@ -51,12 +60,12 @@ def check_schema(schema: Any, _path: str = "$") -> None:
         if not isinstance(schema["items"], Mapping):
             raise ValueError("schema at %s: 'items' must be one schema (dict); the tuple form "
                              "is not supported" % (_path,))
-        check_schema(schema["items"], _path + "[*]")
+        check_schema(schema["items"], _path + "[*]", _depth + 1)
     if "enum" in schema and not isinstance(schema["enum"], list):
         raise ValueError("schema at %s: 'enum' must be a list" % (_path,))
     extra = schema.get("additionalProperties")
     if extra is not None and not isinstance(extra, bool):
-        check_schema(extra, _path + ".*")
+        check_schema(extra, _path + ".*", _depth + 1)
 
 
 def validate(data: Any, schema: Mapping[str, Any]) -> List[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ._candidates import mentions_json
 from .errors import StructuredOutputError
 from .results import ChatResult, Usage
 from .schema import check_schema, validate
@@ -36,7 +37,6 @@ _FENCE = re.compile(r"\A\s*```[ \t]*[A-Za-z0-9_+.-]*[ \t]*\r?\n(.*?)(?:\r?\n)?[ 
                     re.DOTALL)
 # A fence line inside the body means two blocks, not one: then nothing is stripped.
 _INNER_FENCE = re.compile(r"\n[ \t]*```")
-_MENTIONS_JSON = re.compile(r"json", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class JSONResult:
     latency_ms: float
     errors: Tuple[str, ...] = ()
     turns: Tuple[ChatResult, ...] = field(default=(), repr=False)
+    #: True when any turn's usage was estimated (the gateway reported none).
+    cost_estimated: bool = False
 
 
 def strip_fence(text: str) -> str:
@@ -120,7 +122,7 @@ def _with_instruction(messages: Sequence[Mapping[str, Any]], schema: Optional[Ma
     """
     kind = (response_format or {}).get("type")
     native = kind == "json_schema"
-    mentions = any(_MENTIONS_JSON.search(str(m.get("content") or "")) for m in messages)
+    mentions = mentions_json(messages)
     if native or (schema is None and kind == "json_object" and mentions):
         return list(messages)
     text = "Reply with only a %s, without prose or code fences." % _noun(schema)
@@ -161,9 +163,10 @@ def _judge(result: ChatResult, schema: Optional[Mapping[str, Any]]
 
 
 def _check_args(messages: Any, schema: Any, max_repairs: Any) -> None:
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not all(
-            isinstance(m, Mapping) for m in messages):
-        raise ValueError("messages must be a list of {'role', 'content'} dicts")
+    """Refuse bad arguments before any (billed) request is sent."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages \
+            or not all(isinstance(m, Mapping) and "role" in m for m in messages):
+        raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
     if schema is not None:
         check_schema(schema)
     if isinstance(max_repairs, bool) or not isinstance(max_repairs, int) or max_repairs < 0:
@@ -196,7 +199,7 @@ def _repair_loop(send: Callable[[List[Mapping[str, Any]], int], ChatResult],
                 data=data, content=result.content or "", repairs=turn, model=result.model,
                 usage=usage, cost_usd=cost, attempts=sum(t.attempts for t in turns),
                 latency_ms=sum(t.latency_ms for t in turns), errors=tuple(errors),
-                turns=tuple(turns))
+                turns=tuple(turns), cost_estimated=any(t.cost_estimated for t in turns))
         errors.append(error)
         log.info("model=%s reply %d is not usable JSON (%s)%s", result.model, turn + 1,
                  error[:200], "; asking for a repair" if turn < max_repairs else "")
@@ -219,6 +222,8 @@ def chat_json(client: Any, model: str, messages: Sequence[Mapping[str, Any]], *,
     ``max_repairs``, and whatever ``client.chat`` raises (HTTP errors are not repaired).
     Client options (``deadline``, ``timeout``…) apply to each turn.
     """
+    if not isinstance(model, str) or not model:
+        raise ValueError("model must be a non-empty string, got %r" % (model,))
     _check_args(messages, schema, max_repairs)
     if "response_format" in params:
         response_format = params.pop("response_format")

@@ -76,6 +76,8 @@ class ToolRun:
     repairs: int = 0
     usage: Optional[Usage] = None
     cost_usd: Optional[Decimal] = None
+    #: True when any request's usage was estimated (the gateway reported none).
+    cost_estimated: bool = False
 
 
 def tool_schema(function: Callable[..., Any], name: Optional[str] = None) -> Dict[str, Any]:
@@ -110,7 +112,18 @@ def tool_schema(function: Callable[..., Any], name: Optional[str] = None) -> Dic
     return {"type": "function", "function": spec}
 
 
-def _check(functions: Any, max_rounds: Any, max_repairs: Any) -> None:
+def _check(model: Any, messages: Any, functions: Any, tools: Any, max_rounds: Any,
+           max_repairs: Any) -> None:
+    """Refuse bad arguments before any (billed) request is sent."""
+    if not isinstance(model, str) or not model:
+        raise ValueError("model must be a non-empty string, got %r" % (model,))
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages \
+            or not all(isinstance(m, Mapping) and "role" in m for m in messages):
+        raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
+    if tools is not None and (isinstance(tools, (str, bytes, Mapping))
+                              or not isinstance(tools, Sequence)
+                              or not all(isinstance(t, Mapping) for t in tools)):
+        raise ValueError("tools must be a list of tool definitions (dicts) or None")
     if not isinstance(functions, Mapping) or not functions:
         raise ValueError("functions must be a non-empty dict of {name: callable}")
     for name, function in functions.items():
@@ -190,7 +203,7 @@ def run_tools(client: Any, model: str, messages: Sequence[Mapping[str, Any]],
     Raises ``ToolLoopError`` when the last allowed round still calls tools, ``ToolCallError``
     when repairs run out, ``ValueError`` for bad arguments and whatever ``client.chat`` raises.
     """
-    _check(functions, max_rounds, max_repairs)
+    _check(model, messages, functions, tools, max_rounds, max_repairs)
     if tools is None:
         tools = [tool_schema(function, name) for name, function in functions.items()]
     transcript: List[Mapping[str, Any]] = list(messages)
@@ -219,7 +232,8 @@ def run_tools(client: Any, model: str, messages: Sequence[Mapping[str, Any]],
         if not result.tool_calls:
             transcript.append({"role": "assistant", "content": result.content})
             usage, cost = _totals(turns, False)
-            return ToolRun(result, transcript, round_, calls, repairs, usage, cost)
+            return ToolRun(result, transcript, round_, calls, repairs, usage, cost,
+                           any(t.cost_estimated for t in turns))
         if round_ == max_rounds:
             usage, cost = _totals(turns, False)
             raise ToolLoopError(

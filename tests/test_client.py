@@ -129,7 +129,8 @@ def test_bad_call_arguments_raise_value_error(client, model, messages):
     (400, {"error": {"message": "bad temperature"}}, llmroute.BadRequestError),
     (401, {"error": {"message": "Invalid API key provided"}}, llmroute.AuthenticationError),
     (403, {"error": {"message": "no"}}, llmroute.PermissionDeniedError),
-    (404, {"error": {"message": "model not found"}}, llmroute.NotFoundError),
+    (404, {"error": {"message": "model not found"}}, llmroute.ModelNotFoundError),
+    (404, {"error": {"message": "Not Found"}}, llmroute.NotFoundError),
     (422, {"error": {"message": "bad"}}, llmroute.UnprocessableEntityError),
 ])
 @responses.activate
@@ -182,22 +183,22 @@ def test_proxies_and_ca_bundle_are_read_once_from_the_environment(monkeypatch):
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     client = llmroute.Client("https://gateway.test/v1", KEY)
-    assert client._proxies.get("https") == "http://proxy.test:3128"
-    assert client._verify == "/etc/ssl/custom.pem"
+    assert client.transport.proxies.get("https") == "http://proxy.test:3128"
+    assert client.transport.verify == "/etc/ssl/custom.pem"
     monkeypatch.setenv("NO_PROXY", "gateway.test")
-    assert "https" not in llmroute.Client("https://gateway.test/v1", KEY)._proxies
+    assert "https" not in llmroute.Client("https://gateway.test/v1", KEY).transport.proxies
 
 
 @responses.activate
 def test_pool_grows_on_demand_and_keeps_working(client):
     responses.add(responses.POST, URL, json=completion())
     client.ensure_pool(64)
-    assert client.pool_maxsize == 64 and client._adapter._pool_maxsize == 64
+    assert client.pool_maxsize == 64 and client.transport.adapter._pool_maxsize == 64
     assert client.chat("gpt-5.4", MESSAGES).content == "hi"
 
 
 def test_adapter_never_retries_on_its_own(client):
-    retries = client._adapter.max_retries
+    retries = client.transport.adapter.max_retries
     assert retries.total == 0 and retries.connect == 0 and retries.read == 0
 
 

@@ -169,3 +169,17 @@ def test_concurrent_failures_engage_once_and_admit_one_probe(clock):
         t.join(5)
     assert sum(1 for reason, probe in probes if probe) == 1
     assert sum(1 for reason, probe in probes if reason is not None) == 7
+
+
+def test_a_missing_model_cools_down_at_once_and_is_probed_after(board, clock):
+    board.missing(M, "ModelNotFoundError: HTTP 400 from gpt-5.4: Invalid model name")
+    health = board.health()[M]
+    assert health.state == "cooling" and health.cooling_until == clock() + 30.0
+    assert "Invalid model name" in health.last_error
+    assert board.stats()[M].errors == 1
+    assert board.acquire(M)[0] is not None
+    clock.advance(30.0)
+    assert board.acquire(M) == (None, True)
+    board.missing(M, "still unknown", probe=True)
+    assert board.health()[M].state == "cooling"
+    assert board.check("other-model") is None

@@ -1,4 +1,6 @@
-"""TokenBucket and RateLimiter, driven by a fake clock; real threads only for concurrency."""
+"""RateLimiter and Reservation, driven by a fake clock; real threads only for concurrency.
+
+TokenBucket itself is tested in test_buckets.py."""
 from __future__ import annotations
 
 import threading
@@ -8,7 +10,7 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from llmroute.errors import RateLimitError, RateLimitTimeout
-from llmroute.limits import RateLimiter, Reservation, TokenBucket
+from llmroute.limits import RateLimiter, Reservation
 
 
 class FakeClock:
@@ -32,214 +34,9 @@ class FakeClock:
             self.now += seconds
 
 
-class VirtualTime:
-    """A shared fake clock for real threads: time moves only once every worker is asleep, and
-    then straight to the earliest wake-up, so a threaded run follows the bucket's arithmetic."""
-
-    REAL_LIMIT = 10.0  # real seconds before a stuck run fails instead of hanging
-
-    def __init__(self, workers: int) -> None:
-        self.now = 0.0
-        self._cond = threading.Condition()
-        self._wakes = {}  # thread ident -> virtual wake time, for workers asleep
-        self._running = workers
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        me = threading.get_ident()
-        give_up = time.monotonic() + self.REAL_LIMIT
-        with self._cond:
-            self._wakes[me] = self.now + seconds
-            self._cond.notify_all()
-            while me in self._wakes:
-                assert time.monotonic() < give_up, "virtual sleep never woke"
-                self._cond.wait(0.5)
-
-    def finish(self) -> None:
-        with self._cond:
-            self._running -= 1
-            self._cond.notify_all()
-
-    def drive(self) -> None:
-        give_up = time.monotonic() + self.REAL_LIMIT
-        with self._cond:
-            while self._running:
-                assert time.monotonic() < give_up, "workers never all slept"
-                if len(self._wakes) < self._running:
-                    self._cond.wait(0.5)
-                    continue
-                self.now = min(self._wakes.values())
-                for ident in [i for i, wake in self._wakes.items() if wake <= self.now]:
-                    del self._wakes[ident]
-                self._cond.notify_all()
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-# -- TokenBucket --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("rate, capacity", [
-    (0, 1), (-1, 1), (float("inf"), 1), (float("nan"), 1), (1, 0), (1, -5), (1, float("inf")),
-    ("5", 1), (True, 1),
-])
-def test_bucket_rejects_bad_rate_or_capacity(rate, capacity):
-    with pytest.raises(ValueError):
-        TokenBucket(rate, capacity)
-
-
-def test_bucket_starts_full(clock):
-    bucket = TokenBucket(2, 10, clock=clock)
-    assert bucket.level == 10
-    assert bucket.rate == 2 and bucket.capacity == 10
-
-
-def test_grants_exactly_rate_times_elapsed_plus_capacity(clock):
-    bucket = TokenBucket(10, 5, clock=clock, sleep=clock.sleep)
-    start, granted = clock.now, 0
-    for step in range(0, 1001):  # 10 s in steps of 10 ms, draining from the start
-        clock.now = start + step * 0.01
-        while bucket.try_acquire():
-            granted += 1
-            assert granted <= 200, "runaway grants"
-        assert granted == 5 + int(10 * step * 0.01 + 1e-6)
-    assert granted == 10 * 10 + 5
-    assert clock.sleeps == []
-
-
-def test_acquire_returns_zero_while_tokens_are_there(clock):
-    bucket = TokenBucket(1, 3, clock=clock, sleep=clock.sleep)
-    assert [bucket.acquire(), bucket.acquire(2)] == [0.0, 0.0]
-    assert clock.sleeps == []
-
-
-def test_acquire_sleeps_the_shortfall_through_the_injected_sleep(clock):
-    bucket = TokenBucket(4, 2, clock=clock, sleep=clock.sleep)
-    bucket.acquire(2)
-    assert bucket.acquire(1) == pytest.approx(0.25)
-    assert clock.sleeps == [pytest.approx(0.25)]
-
-
-def test_acquire_queues_callers_behind_earlier_waiters(clock):
-    slept = []
-    bucket = TokenBucket(1, 1, clock=clock, sleep=slept.append)  # sleeps do not move the clock
-    waits = [bucket.acquire(1) for _ in range(4)]
-    assert waits == [0.0, 1.0, 2.0, 3.0]
-    assert slept == [1.0, 2.0, 3.0]
-
-
-@pytest.mark.parametrize("n", [6, 0, -1, float("nan"), float("inf")])
-def test_impossible_acquire_raises_value_error_at_once(clock, n):
-    bucket = TokenBucket(1, 5, clock=clock, sleep=clock.sleep)
-    with pytest.raises(ValueError, match="capacity 5"):
-        bucket.acquire(n)
-    with pytest.raises(ValueError):
-        bucket.try_acquire(n)
-    assert clock.sleeps == [] and bucket.level == 5
-
-
-def test_acquire_past_timeout_raises_and_takes_nothing(clock):
-    bucket = TokenBucket(1, 2, clock=clock, sleep=clock.sleep)
-    bucket.acquire(2)
-    with pytest.raises(RateLimitTimeout, match="timeout"):
-        bucket.acquire(1, timeout=0.5)
-    assert clock.sleeps == [] and bucket.level == 0
-    assert bucket.acquire(1, timeout=1.0) == 1.0
-
-
-def test_try_acquire_is_false_while_earlier_callers_wait(clock):
-    slept = []
-    bucket = TokenBucket(1, 1, clock=clock, sleep=slept.append)
-    bucket.acquire(1)
-    bucket.acquire(1)  # in debt: this caller's token arrives in 1 s
-    clock.advance(1.5)
-    assert bucket.try_acquire() is False  # 0.5 tokens, and they belong to the waiter's successor
-    clock.advance(0.5)
-    assert bucket.try_acquire() is True
-
-
-def test_large_request_is_served_fifo_among_eight_threads_of_small_ones():
-    rate, capacity, small_threads = 10.0, 5.0, 8
-    vt = VirtualTime(workers=small_threads + 1)
-    bucket = TokenBucket(rate, capacity, clock=vt.clock, sleep=vt.sleep)
-    grants, grants_lock, big = [], threading.Lock(), {}
-
-    def small() -> None:
-        try:
-            for _ in range(100):  # bounded; virtual time ends the loop long before
-                if vt.clock() >= 4.0:
-                    break
-                bucket.acquire(1)
-                with grants_lock:
-                    grants.append((vt.clock(), 1))
-        finally:
-            vt.finish()
-
-    def large() -> None:
-        try:
-            vt.sleep(1.0)  # join once the small ones have queued up
-            big["asked"] = vt.clock()
-            big["wait"] = bucket.acquire(5)
-            big["served"] = vt.clock()
-            with grants_lock:
-                grants.append((vt.clock(), 5))
-        finally:
-            vt.finish()
-
-    threads = [threading.Thread(target=small) for _ in range(small_threads)]
-    threads.append(threading.Thread(target=large))
-    for thread in threads:
-        thread.start()
-    vt.drive()
-    for thread in threads:
-        thread.join(5.0)
-    # Each small thread has at most one token queued ahead, so the big one waits for its own
-    # 5 tokens plus one round of the others: 5/rate + 8/rate, never starved.
-    assert big["served"] - big["asked"] == pytest.approx(big["wait"])
-    assert 0 < big["wait"] <= (5 + small_threads) / rate + 1e-9
-    for t in (1.0, 2.0, 3.0, 4.0):
-        assert sum(n for when, n in grants if when <= t) <= rate * t + capacity + 1e-6
-
-
-def test_refund_caps_the_level_at_capacity(clock):
-    bucket = TokenBucket(1, 5, clock=clock)
-    bucket.try_acquire(2)
-    bucket.refund(10)
-    assert bucket.level == 5
-
-
-def test_consume_leaves_a_debt_that_try_acquire_respects(clock):
-    bucket = TokenBucket(2, 4, clock=clock)
-    bucket.consume(7)
-    assert bucket.level == -3
-    clock.advance(1.5)  # back to 0
-    assert bucket.try_acquire() is False
-    clock.advance(0.5)
-    assert bucket.try_acquire() is True
-
-
-def test_wait_time_counts_the_debt_without_taking(clock):
-    bucket = TokenBucket(2, 4, clock=clock)
-    bucket.consume(5)
-    assert bucket.wait_time(2) == pytest.approx(1.5)
-    assert bucket.level == -1
-
-
-def test_lower_to_lowers_but_never_raises_the_level(clock):
-    bucket = TokenBucket(1, 10, clock=clock)
-    bucket.lower_to(3)
-    assert bucket.level == 3
-    bucket.lower_to(8)
-    assert bucket.level == 3
-
-
-def test_bucket_repr_shows_rate_capacity_and_level(clock):
-    expected = "TokenBucket(rate=2/s, capacity=10, level=10.00)"
-    assert repr(TokenBucket(2, 10, clock=clock)) == expected
 
 
 # -- RateLimiter --------------------------------------------------------------------------------
@@ -391,7 +188,7 @@ def test_observe_429_in_key_scope_pauses_every_model(clock):
 
 @pytest.mark.parametrize("headers", [
     {"Retry-After": "2"}, {"RETRY-AFTER": "2"}, CaseInsensitiveDict({"retry-after": "2"}),
-    {"retry-after-ms": "2000", "retry-after": "30"},
+    {"retry-after-ms": "2000", "retry-after": "1"},  # the longest wins
 ])
 def test_observe_reads_headers_in_any_case(clock, headers):
     limiter = limiter_with(clock)
@@ -482,8 +279,8 @@ def test_remaining_tokens_zero_holds_the_next_reserve_until_the_reset(clock):
     assert clock.sleeps == [1.0] and reservation.waited == 1.0
 
 
-def test_remaining_requests_lowers_the_rpm_level_but_never_raises_it(clock):
-    limiter = limiter_with(clock, rpm=600)
+def test_remaining_requests_in_key_scope_lowers_the_key_rpm_level_but_never_raises_it(clock):
+    limiter = limiter_with(clock, rpm=600, headers_scope="key")
     limiter.observe("m", 200, {"X-RateLimit-Remaining-Requests": "42",
                                "X-RateLimit-Reset-Requests": "6s"})
     assert limiter.requests_bucket.level == 42
@@ -492,8 +289,8 @@ def test_remaining_requests_lowers_the_rpm_level_but_never_raises_it(clock):
     assert limiter.pause_remaining("m") == 0.0
 
 
-def test_remaining_tokens_lowers_the_tpm_level(clock):
-    limiter = limiter_with(clock, tpm=10000)
+def test_remaining_tokens_in_key_scope_lowers_the_key_tpm_level(clock):
+    limiter = limiter_with(clock, tpm=10000, headers_scope="key")
     limiter.observe("m", 200, {"x-ratelimit-remaining-tokens": "2500"})
     assert limiter.tokens_bucket.level == 2500
 
@@ -566,4 +363,145 @@ def test_limiter_repr_is_fit_for_a_log_line(clock):
     limiter.pause(2, model="gpt-4o")
     assert repr(limiter) == (
         "RateLimiter(rpm=600, tpm=100000, max_concurrent=4, in_flight=0, pause_scope='model', "
-        "requests_left=600.0, tokens_left=100000.0, paused={'gpt-4o': 2.0})")
+        "headers_scope='model', requests_left=600.0, tokens_left=100000.0, paused={'gpt-4o': 2.0})")
+
+
+# -- per-model quotas: model_limits, headers_scope, the 24-hour cap ----------------------------
+
+def test_per_model_remaining_zero_holds_back_only_that_model(clock):
+    limiter = limiter_with(clock, rpm=600)
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-requests": "0",
+                                     "x-ratelimit-reset-requests": "20s"})
+    assert limiter.pause_remaining("gpt-4.1") == 20.0
+    assert limiter.pause_remaining("claude") == 0.0
+    assert limiter.reserve(1, model="claude").waited == 0.0
+    assert limiter.requests_bucket.level == 599  # the key-wide bucket was not lowered to 0
+
+
+def test_per_model_remaining_zero_holds_only_that_model_even_in_key_pause_scope(clock):
+    limiter = limiter_with(clock, pause_scope="key")
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-tokens": "0",
+                                     "x-ratelimit-reset-tokens": "3s"})
+    assert limiter.pause_remaining("gpt-4.1") == 3.0
+    assert limiter.pause_remaining("claude") == 0.0
+
+
+def test_per_model_remaining_lowers_only_that_models_configured_bucket(clock):
+    limiter = limiter_with(clock, rpm=600, tpm=100000,
+                           model_limits={"gpt-4.1": {"rpm": 60, "tpm": 90000}})
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-requests": "5",
+                                     "x-ratelimit-remaining-tokens": "1000"})
+    requests, tokens = limiter.model_buckets("gpt-4.1")
+    assert (requests.level, tokens.level) == (5, 1000)
+    assert limiter.requests_bucket.level == 600 and limiter.tokens_bucket.level == 100000
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-requests": "50"})
+    assert requests.level == 5  # never raised
+
+
+def test_remaining_headers_of_an_unconfigured_model_leave_the_key_buckets_alone(clock):
+    limiter = limiter_with(clock, rpm=600, tpm=10000)
+    limiter.observe("m", 200, {"x-ratelimit-remaining-requests": "1",
+                               "x-ratelimit-remaining-tokens": "5"})
+    assert limiter.requests_bucket.level == 600 and limiter.tokens_bucket.level == 10000
+
+
+def test_headers_scope_key_reads_remaining_as_the_whole_keys_quota(clock):
+    limiter = limiter_with(clock, tpm=10000, headers_scope="key")
+    limiter.observe("gpt-4.1", 200, {"x-ratelimit-remaining-tokens": "0",
+                                     "x-ratelimit-reset-tokens": "2s"})
+    assert limiter.pause_remaining("claude") == 2.0
+    assert limiter.tokens_bucket.level == 0
+
+
+def test_remaining_without_a_model_is_read_key_wide(clock):
+    limiter = limiter_with(clock, rpm=600)
+    limiter.observe(None, 200, {"x-ratelimit-remaining-requests": "7"})
+    assert limiter.requests_bucket.level == 7
+
+
+@pytest.mark.parametrize("prefix", ["", "llm_provider-", "LLM_PROVIDER-"])
+def test_remaining_headers_are_read_with_and_without_the_litellm_prefix(clock, prefix):
+    limiter = limiter_with(clock, model_limits={"m": {"rpm": 600}})
+    limiter.observe("m", 200, {prefix + "x-ratelimit-remaining-requests": "0",
+                               prefix + "x-ratelimit-reset-requests": "4s"})
+    assert limiter.pause_remaining("m") == 4.0
+    assert limiter.model_buckets("m")[0].level == 0
+
+
+def test_configured_key_wide_rpm_stays_shared_by_every_model(clock):
+    limiter = limiter_with(clock, rpm=2, burst_seconds=60)  # 2 requests, then 30 s apart
+    limiter.reserve(1, model="a")
+    limiter.reserve(1, model="b")
+    assert limiter.reserve(1, model="c").waited == pytest.approx(30.0)
+
+
+def test_model_limits_hold_back_that_model_on_top_of_the_key_limits(clock):
+    limiter = limiter_with(clock, rpm=600, model_limits={"gpt-4.1": {"rpm": 1}})
+    assert limiter.reserve(1, model="gpt-4.1").waited == 0.0
+    assert limiter.reserve(1, model="gpt-4.1").waited == pytest.approx(60.0)
+    assert limiter.reserve(1, model="other").waited == 0.0
+
+
+def test_model_tpm_settles_and_refunds_with_the_key_tpm(clock):
+    limiter = limiter_with(clock, tpm=10000, model_limits={"m": {"tpm": 1000}})
+    reservation = limiter.reserve(600, model="m")
+    tokens = limiter.model_buckets("m")[1]
+    assert (limiter.tokens_bucket.level, tokens.level) == (9400, 400)
+    reservation.settle(100)
+    assert (limiter.tokens_bucket.level, tokens.level) == (9900, 900)
+    with pytest.raises(ValueError, match=r"model_limits\['m'\] tpm=1000"):
+        limiter.reserve(2000, model="m")
+
+
+def test_model_limits_are_reported_as_configured(clock):
+    limiter = limiter_with(clock, model_limits={"gpt-4.1": {"rpm": 60, "tpm": 90000},
+                                                "mini": {"tpm": 5000}})
+    assert limiter.model_limits == {"gpt-4.1": {"rpm": 60.0, "tpm": 90000.0},
+                                    "mini": {"tpm": 5000.0}}
+    assert limiter.model_buckets("unknown") == (None, None)
+
+
+@pytest.mark.parametrize("model_limits", [
+    ["gpt-4.1"], {"gpt-4.1": 60}, {"gpt-4.1": {"rpd": 5}}, {"gpt-4.1": {"rpm": 0}},
+    {"gpt-4.1": {"rpm": True}}, {"gpt-4.1": {"tpm": "90000"}}, {"": {"rpm": 1}},
+    {7: {"rpm": 1}}, {"m": {"rpm": float("nan")}},
+])
+def test_bad_model_limits_are_refused_naming_the_argument(model_limits):
+    with pytest.raises(ValueError, match="model_limits"):
+        RateLimiter(model_limits=model_limits)
+
+
+def test_headers_scope_must_be_model_or_key():
+    with pytest.raises(ValueError, match="headers_scope"):
+        RateLimiter(headers_scope="global")
+
+
+@pytest.mark.parametrize("headers", [
+    {"Retry-After": "200000"},  # beyond 24 h: garbage, ignored
+])
+def test_a_retry_after_beyond_a_day_sets_no_pause(clock, headers):
+    limiter = limiter_with(clock)
+    assert limiter.observe("m", 429, headers) == 0.0
+    assert limiter.pause_remaining("m") == 0.0
+
+
+def test_a_shared_pause_is_never_longer_than_24_hours(clock):
+    limiter = limiter_with(clock)
+    limiter.pause(10 ** 7, model="m")
+    assert limiter.pause_remaining("m") == 24 * 3600.0
+    limiter.observe("m", 200, {"x-ratelimit-remaining-requests": "0",
+                               "x-ratelimit-reset-requests": "100h"})
+    assert limiter.pause_remaining("m") == 24 * 3600.0
+
+
+@pytest.mark.parametrize("headers, pause", [
+    ({"llm_provider-retry-after": "60"}, 60.0),  # LiteLLM's per-deployment rpm check
+    ({"llm_provider-retry-after-ms": "1500"}, 1.5),
+    ({"retry-after": "2", "llm_provider-retry-after": "9"}, 9.0),
+    ({"Retry-After": "0"}, 0.0),
+    ({"retry-after-ms": "0", "llm_provider-retry-after": "0"}, 0.0),
+])
+def test_observe_pauses_for_the_longest_wait_of_every_gateway_dialect(clock, headers, pause):
+    limiter = limiter_with(clock)
+    assert limiter.observe("m", 429, headers) == pause
+    assert limiter.pause_remaining("m") == pause

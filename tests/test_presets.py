@@ -52,3 +52,23 @@ def test_get_returns_a_read_only_copy_that_cannot_change_the_preset():
 def test_unknown_preset_names_the_known_ones():
     with pytest.raises(ValueError, match="unknown preset 'chatty'.*code_gen"):
         presets.get("chatty")
+
+
+def test_presets_mapping_is_read_only_and_cannot_reach_get():
+    with pytest.raises(TypeError):
+        presets.PRESETS["chat"]["temperature"] = 1.5
+    with pytest.raises(TypeError):
+        presets.PRESETS["new"] = {}
+    assert tuple(presets.PRESETS) == presets.names()
+    # A nested value of PRESETS is its own copy: changing it leaves get() (and routes) alone.
+    presets.PRESETS["document_analysis"]["stop"].append("MINE")
+    try:
+        assert presets.get("document_analysis")["stop"] == ["\n\n---", "END OF DOCUMENT"]
+    finally:
+        presets.PRESETS["document_analysis"]["stop"].remove("MINE")
+
+
+@pytest.mark.parametrize("name", [None, 3, ["chat"], ""])
+def test_a_name_that_is_not_a_preset_is_a_value_error(name):
+    with pytest.raises(ValueError, match="unknown preset"):
+        presets.get(name)

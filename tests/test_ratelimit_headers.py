@@ -17,12 +17,12 @@ DATE_POSIX = datetime(2015, 10, 21, 7, 28, tzinfo=timezone.utc).timestamp()
 @pytest.mark.parametrize("headers, expected", [
     ({"Retry-After": "2"}, 2.0),
     ({"retry-after": " 2.5 "}, 2.5),
-    ({"Retry-After": "0"}, 0.0),
+    ({"Retry-After": "0"}, None),                                   # zero: no wait given
     ({"retry-after-ms": "1500"}, 1.5),
-    ({"retry-after-ms": "250", "Retry-After": "30"}, 0.25),         # ms beats seconds
+    ({"retry-after-ms": "250", "Retry-After": "30"}, 30.0),         # the longest wins
     ({"Retry-After-Ms": "-5", "Retry-After": "3"}, 3.0),            # bad ms falls back
     ({"Retry-After": "Wed, 21 Oct 2015 07:28:30 GMT", "Date": DATE}, 30.0),
-    ({"Retry-After": "Wed, 21 Oct 2015 07:27:00 GMT", "Date": DATE}, 0.0),  # already past
+    ({"Retry-After": "Wed, 21 Oct 2015 07:27:00 GMT", "Date": DATE}, None),  # already past
     ({"Retry-After": "-1"}, None),
     ({"Retry-After": "inf"}, None),
     ({"Retry-After": "nan"}, None),
@@ -53,7 +53,8 @@ def test_retry_after_date_without_date_header_uses_now(now):
 
 
 def test_retry_after_date_without_date_header_defaults_to_current_utc_time():
-    assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:05 GMT"}) == 0.0
+    # 2015 is long past by the current UTC time: no wait given.
+    assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:05 GMT"}) is None
 
 
 def test_retry_after_with_a_garbled_date_header_falls_back_to_now():

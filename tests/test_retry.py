@@ -68,8 +68,8 @@ def _http_date(offset):
 
 # (first reply status, its headers) -> the sleeps recorded before the 200, and requests made.
 SLEEP_TABLE = [
-    pytest.param(429, {"retry-after-ms": "1500", "Retry-After": "5"}, [1.5], 2,
-                 id="retry-after-ms beats Retry-After"),
+    pytest.param(429, {"retry-after-ms": "1500", "Retry-After": "5"}, [5.0], 2,
+                 id="the longest of retry-after-ms and Retry-After wins"),
     pytest.param(429, {"Retry-After": _http_date(3), "Date": _http_date(0)}, [3.0], 2,
                  id="HTTP date 3 s ahead of the response Date"),
     pytest.param(503, {"Retry-After": "2"}, [2.0], 2, id="503 with Retry-After"),

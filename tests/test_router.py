@@ -122,7 +122,8 @@ def test_opus_503_on_every_try_falls_back_to_the_next_model(gw, client, caplog):
 
 
 @pytest.mark.parametrize("reply, error", [
-    (Reply(status=404), "NotFoundError"),
+    (Reply(status=404, body='{"detail": "Not Found"}'), "NotFoundError"),  # a wrong path
+    (Reply(status=404), "ModelNotFoundError"),
     (Reply(status=200, body="<html>oops</html>"), "InvalidResponseError"),
     (Reply(drop=True), "APIConnectionError"),
     (Reply(status=429, headers={"Retry-After": "600"}), "RateLimitError"),
@@ -377,6 +378,116 @@ def test_cooled_down_model_is_skipped_then_probed(gw, client, clock):
     assert router.health()[GPT].state == "ok"
 
 
+# Gateway dialects: unknown models, failures after the request was sent ---------------------------
+LITELLM_UNKNOWN_MODEL = Reply(status=400, content=(
+    "{'error': '/chat/completions: Invalid model name passed in model=gpt-5.4. Call "
+    "`/v1/models` to view available models for your key.'}"))
+OPENAI_UNKNOWN_MODEL = Reply(status=404)  # the fake sends OpenAI's model_not_found body
+
+
+@pytest.mark.parametrize("reply, status", [(LITELLM_UNKNOWN_MODEL, 400),
+                                           (OPENAI_UNKNOWN_MODEL, 404)])
+def test_unknown_model_falls_back_and_is_skipped_for_a_cooldown(gw, client, clock, reply,
+                                                                 status):
+    router = Router(client, cooldown=CooldownPolicy(failures=3, window=60, cooldown=30))
+    gw.script(GPT, reply)
+    first = router.complete("hello", task="general")
+    assert first.model == GPT41 and first.routed_via == "fallback"
+    assert first.tried[0][0] == GPT and first.tried[0][1].startswith("ModelNotFoundError")
+    assert "HTTP %d" % status in first.tried[0][1]
+    assert router.health()[GPT].state == "cooling"  # at once, not after 3 failures
+    second = router.complete("hello", task="general")
+    assert second.model == GPT41 and "cooling down" in second.tried[0][1]
+    assert models_sent(gw) == [GPT, GPT41, GPT41]  # no retry, never asked again while cooling
+    clock.advance(30)
+    assert router.complete("hello", task="general").model == GPT  # the probe finds it back
+
+
+def test_unknown_model_error_keeps_the_real_status_code(gw, client):
+    gw.script(GPT, LITELLM_UNKNOWN_MODEL)
+    with pytest.raises(errors.ModelNotFoundError) as caught:
+        client.chat(GPT, [{"role": "user", "content": "hi"}])
+    assert isinstance(caught.value, errors.NotFoundError)
+    assert caught.value.status_code == 400
+
+
+def _worst_case(router, client, model, prompt="prove it", task="math"):
+    messages = [{"role": "user", "content": prompt}]
+    found = _candidates.build_candidates(router.routes[task], {}, messages,
+                                         llmroute.estimate_tokens(messages), client.catalog, None)
+    return next(c.worst_case for c in found if c.model == model)
+
+
+@pytest.mark.parametrize("reply, error", [
+    (Reply(status=200, body="<html>oops</html>"), "InvalidResponseError"),
+    (Reply(status=200, json={"choices": []}), "InvalidResponseError"),
+    (Reply(drop=True), "APIConnectionError"),
+])
+def test_failure_after_the_request_was_sent_falls_back_and_keeps_the_hold_at_worst_case(
+        gw, client, reply, error):
+    budget = Budget("5")
+    router = Router(client, budget=budget)
+    gw.script(OPUS, reply, reply)
+    result = router.complete("prove it", task="math")
+    assert result.model == GPT and result.routed_via == "fallback"
+    assert result.tried[0][1].startswith(error)
+    # The failed call may have been billed: its worst case stays booked beside the real cost.
+    assert budget.spent_usd == _worst_case(router, client, OPUS) + result.cost_usd
+    assert budget.remaining_usd == Decimal(5) - budget.spent_usd
+
+
+def test_connection_errors_book_the_worst_case_only_if_the_request_may_have_been_sent(clock):
+    import socket
+    with socket.socket() as probe:  # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    budget = Budget("5")
+    with llmroute.Client("http://127.0.0.1:%d/v1" % port, "sk-test-key-123456",
+                         retry=RetryPolicy(max_retries=0), clock=clock,
+                         sleep=clock.sleep) as refused:
+        router = Router(refused, routes={"math": [OPUS, GPT]}, budget=budget)
+        with pytest.raises(errors.AllModelsFailedError) as caught:
+            router.complete("prove it", task="math")
+        expected = Decimal(0)
+        for model, err in caught.value.errors:
+            assert isinstance(err, errors.APIConnectionError)
+            if getattr(err, "request_sent", True):
+                expected += _worst_case(router, refused, model)
+    assert budget.spent_usd == expected
+    assert budget.remaining_usd == Decimal(5) - expected  # nothing left held
+
+
+def test_connection_error_that_never_reached_the_server_releases_the_hold():
+    from llmroute.router import _maybe_billed
+    refused = errors.APIConnectionError("connection refused")
+    refused.request_sent = False
+    sent = errors.APITimeoutError("read timeout")
+    sent.request_sent = True
+    assert not _maybe_billed(refused)
+    assert _maybe_billed(sent)
+    assert _maybe_billed(errors.APIConnectionError("no flag yet: assume sent"))
+    assert _maybe_billed(errors.InvalidResponseError("2xx, bad body"))
+    assert not _maybe_billed(errors.InternalServerError("503", status_code=503))
+
+
+@pytest.mark.parametrize("reply", [Reply(drop=True), Reply(status=200, body="not json"),
+                                   Reply(status=503)])
+def test_router_adds_no_error_count_of_its_own(gw, client, reply):
+    messages = [{"role": "user", "content": "prove it"}]
+    gw.script(OPUS, reply, reply)
+    with pytest.raises(errors.LLMRouteError):
+        client.chat(OPUS, messages)
+    direct = errors_of(client, OPUS)  # what the client itself counts for one failed call
+    gw.script(OPUS, reply, reply)
+    assert Router(client).complete("prove it", task="math").model == GPT
+    assert errors_of(client, OPUS) == 2 * direct
+
+
+def errors_of(client, model):
+    totals = client.tracker.snapshot().by_model.get(model)
+    return totals.errors if totals is not None else 0
+
+
 # Routes -------------------------------------------------------------------------------------------
 def test_default_table_follows_the_comparison():
     routes = default_routes()
@@ -454,3 +565,19 @@ def test_bad_call_options_are_value_errors(gw, client, kwargs):
     with pytest.raises(ValueError):
         Router(client).complete("hi", task="general", **kwargs)
     assert gw.requests == []
+
+
+def test_the_deadline_counts_the_time_classification_takes(gw, client, clock):
+    """A classifier that uses up the deadline leaves no time to send: nothing reaches the
+    gateway, and the call fails on the deadline rather than starting late."""
+
+    class SlowClassifier(StubClassifier):
+        def classify(self, text=None, *, tools=None, messages=None):
+            clock.advance(5.0)
+            return super().classify(text, tools=tools, messages=messages)
+
+    router = Router(client, classifier=SlowClassifier())
+    with pytest.raises(errors.AllModelsFailedError) as info:
+        router.complete("hello there", deadline=2.0)
+    assert gw.requests == []
+    assert "deadline" in str(info.value)

@@ -112,7 +112,7 @@ def test_a_finished_stream_gives_its_connection_back_to_the_pool(gw, client):
     gw.script("gpt-5.4", "first answer", "second answer")
     assert client.stream("gpt-5.4", MESSAGES).result().content == "first answer"
     assert client.stream("gpt-5.4", MESSAGES).result().content == "second answer"
-    pools = client._adapter.poolmanager.pools
+    pools = client.transport.adapter.poolmanager.pools
     assert [pools[key].num_connections for key in pools.keys()] == [1]
 
 
@@ -251,3 +251,14 @@ def test_a_stream_asks_for_server_sent_events(gw, client):
     with client.stream("gpt-5.4", [{"role": "user", "content": "hi"}]) as stream:
         text = "".join(stream)
     assert text and gw.requests[0].header("Accept") == "text/event-stream"
+
+
+def test_a_stream_with_n_choices_yields_only_choice_zero(gateway):
+    client = llmroute.Client(gateway.base_url, "sk-test-key")
+    try:
+        with client.stream("gpt-5.4", [{"role": "user", "content": "hello there"}], n=2) as s:
+            text = "".join(s)
+        single = client.chat("gpt-5.4", [{"role": "user", "content": "hello there"}]).content
+    finally:
+        client.close()
+    assert text == single

@@ -264,7 +264,7 @@ def test_api_key_is_required_when_set(http):
                           headers={"Authorization": "Bearer sk-test-123"}, timeout=5)
     assert missing.status_code == wrong.status_code == 401
     assert missing.json() == {"error": {"message": "Invalid API key provided",
-                                        "type": "invalid_request_error",
+                                        "type": "invalid_request_error", "param": None,
                                         "code": "invalid_api_key"}}
     assert right.status_code == 200
 
@@ -550,3 +550,238 @@ def test_subprocess_refuses_a_non_loopback_host():
     _, stderr = process.communicate(timeout=10)
     assert process.returncode == 2
     assert b"loopback" in stderr
+
+
+# -- methods, paths and headers every client meets ---------------------------------------------
+
+
+def raw_exchange(gw, data, timeout=5):
+    """Send raw bytes, return everything the gateway answers until it closes the connection."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+@pytest.mark.parametrize("method, path, status, allow", [
+    ("HEAD", "/v1/chat/completions", 405, "POST"), ("OPTIONS", "/v1/chat/completions", 405, "POST"),
+    ("PUT", "/v1/models", 405, "GET"), ("PROPFIND", "/v1/models/x", 405, "GET"),
+    ("HEAD", "/v1/nothing", 404, None), ("OPTIONS", "/", 404, None), ("BREW", "/pot", 404, None),
+])
+def test_unsupported_methods_and_paths_get_json_errors_with_content_length(gw, method, path,
+                                                                           status, allow):
+    connection = HTTPConnection("127.0.0.1", gw.port, timeout=5)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == status
+        assert response.getheader("Content-Type") == "application/json"
+        assert response.getheader("Allow") == allow
+        assert response.getheader("Date")
+        length = int(response.getheader("Content-Length"))
+        if method == "HEAD":
+            assert body == b"" and length > 0  # the length of the error it would send
+        else:
+            assert len(body) == length and json.loads(body)["error"]["type"]
+        connection.request("POST", "/v1/chat/completions",
+                           json.dumps({"model": MODEL, "messages": MESSAGES}),
+                           {"Content-Type": "application/json"})
+        follow_up = connection.getresponse()  # the same connection still works after a HEAD
+        assert follow_up.status == 200 and json.loads(follow_up.read())["model"] == MODEL
+    finally:
+        connection.close()
+    assert [r.answered_status for r in gw.requests] == [status, 200]
+
+
+def test_a_request_http_server_cannot_parse_gets_a_json_error(gw):
+    answer = raw_exchange(gw, b"GARBAGE\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"Content-Type: application/json" in head and b"Date: " in head
+    assert json.loads(body)["error"]["message"]
+    assert (b"Content-Length: %d" % len(body)) in head
+
+
+def test_every_response_carries_a_date_header(http):
+    with FakeGateway(api_key="k") as gw:
+        gw.script(MODEL, Reply(status=503))
+        headers = {"Authorization": "Bearer k"}
+        responses = [http.post(gw.base_url + "/chat/completions", json={"model": MODEL,
+                                                                        "messages": MESSAGES},
+                               headers=headers, timeout=5) for _ in range(2)]
+        responses.append(http.get(gw.base_url + "/models", timeout=5))  # 401: no key
+        responses.append(http.get(gw.base_url + "/nowhere", headers=headers, timeout=5))
+        with http.post(gw.base_url + "/chat/completions", stream=True, headers=headers, timeout=5,
+                       json={"model": MODEL, "messages": MESSAGES, "stream": True}) as streamed:
+            streamed.content  # noqa: B018 - read the whole stream
+            responses.append(streamed)
+    assert [r.status_code for r in responses] == [503, 200, 401, 404, 200]
+    assert all(r.headers["Date"].endswith(" GMT") for r in responses)
+
+
+def test_models_id_returns_a_known_model_and_a_404_for_an_unknown_one(http):
+    with FakeGateway(models=["a", "org/b"]) as gw:
+        known = http.get(gw.base_url + "/models/a", timeout=5)
+        slashed = http.get(gw.base_url + "/models/org%2Fb", timeout=5)
+        unknown = http.get(gw.base_url + "/models/zzz", timeout=5)
+    assert known.status_code == 200 and known.json() == {
+        "id": "a", "object": "model", "created": 0, "owned_by": "llmroute-fake"}
+    assert slashed.json()["id"] == "org/b"
+    assert unknown.status_code == 404 and unknown.json() == {"error": {
+        "message": "The model 'zzz' does not exist", "type": "invalid_request_error",
+        "param": "model", "code": "model_not_found"}}
+    assert int(unknown.headers["Content-Length"]) == len(unknown.content)
+
+
+@pytest.mark.parametrize("n", [0, 129, True, "2", 1.5])
+def test_a_bad_n_gets_400_naming_it(gw, http, n):
+    response = chat(http, gw, n=n)
+    assert response.status_code == 400 and "n must be" in response.json()["error"]["message"]
+
+
+def test_n_choices_are_answered_and_streamed_with_indexes(gw, http):
+    data = chat(http, gw, n=3).json()
+    assert [c["index"] for c in data["choices"]] == [0, 1, 2]
+    with stream(http, gw, n=2) as response:
+        events = sse_events(response)[:-1]
+    assert {c["index"] for e in events for c in e["choices"]} == {0, 1}
+
+
+def test_scripted_429_message_names_the_scripted_wait(gw, http):
+    gw.script(MODEL, Reply(status=429, headers={"retry-after-ms": "1500"}), Reply(status=429))
+    assert chat(http, gw).json()["error"]["message"].endswith("Please try again in 1500ms.")
+    assert chat(http, gw).json()["error"]["message"].endswith("Please try again later.")
+
+
+# -- credentials in the request log ------------------------------------------------------------
+
+
+def test_credentials_are_redacted_in_the_log_and_checked_with_bearer_matches(gw, http):
+    key = "sk-live-secret-4242"
+    http.post(gw.base_url + "/chat/completions", timeout=5, json={"model": MODEL,
+                                                                  "messages": MESSAGES},
+              headers={"Authorization": "Bearer " + key, "api-key": key,
+                       "X-Api-Key": key, "Proxy-Authorization": "Basic dXNlcjpwYXNz"})
+    chat(http, gw)
+    sent, anonymous = gw.requests
+    assert sent.header("authorization") == "Bearer [REDACTED]"
+    assert sent.header("api-key") == sent.header("x-api-key") == "[REDACTED]"
+    assert sent.header("proxy-authorization") == "Basic [REDACTED]"
+    assert sent.bearer_matches(key) and sent.bearer_matches(" %s\n" % key)
+    assert not sent.bearer_matches(key[:-1]) and not sent.bearer_matches("")
+    assert not anonymous.bearer_matches(key)
+    for shown in (repr(sent), str(sent), repr(gw), repr(gw.requests)):
+        assert key not in shown and "dXNlcjpwYXNz" not in shown
+    with pytest.raises(ValueError, match="key"):
+        sent.bearer_matches(None)
+
+
+def test_api_key_check_takes_any_case_of_the_bearer_scheme_and_no_other(http):
+    with FakeGateway(api_key="k1") as gw:
+        body = {"model": MODEL, "messages": MESSAGES}
+        statuses = [http.post(gw.base_url + "/chat/completions", json=body, timeout=5,
+                              headers={"Authorization": value}).status_code
+                    for value in ("bearer k1", "BEARER  k1", "Basic k1", "k1", "Bearer")]
+        assert statuses == [200, 200, 401, 401, 401]
+        assert [r.bearer_matches("k1") for r in gw.requests] == [True, True, False, False, False]
+        assert "k1" not in repr(gw)
+
+
+@pytest.mark.parametrize("key", [123, b"k", "", "  "])
+def test_an_api_key_that_is_not_a_non_empty_string_is_refused(key):
+    with pytest.raises(ValueError, match="api_key"):
+        FakeGateway(api_key=key)
+
+
+# -- the concurrency counter ---------------------------------------------------------------------
+
+
+def chat_on_own_session(gw):
+    with requests.Session() as session:
+        session.trust_env = False
+        return chat(session, gw)
+
+
+def held_until(release):
+    """A responder that keeps each request in flight until ``release`` is set."""
+    return lambda request: None if release.wait(5) else Reply(status=500)
+
+
+def test_max_in_flight_counts_the_requests_served_at_once():
+    clients = 4
+    release = threading.Event()
+    with FakeGateway(responder=held_until(release)) as gw:
+        with ThreadPoolExecutor(clients) as pool:
+            futures = [pool.submit(chat_on_own_session, gw) for _ in range(clients)]
+            assert gw.wait_for_in_flight(clients, timeout=5)
+            assert gw.in_flight == gw.max_in_flight == clients
+            release.set()
+            assert [f.result().status_code for f in futures] == [200] * clients
+        assert gw.max_in_flight == clients and gw.in_flight == 0
+
+
+def test_sequential_requests_and_streams_never_count_twice(gw, http):
+    for i in range(10):
+        assert chat(http, gw).status_code == 200
+        with stream(http, gw) as response:
+            assert sse_events(response)[-1] is None
+    gw.script(MODEL, Reply(drop=True), Reply(status=500))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        chat(http, gw)
+    assert chat(http, gw).status_code == 500
+    assert len(gw.requests) == 22 and gw.max_in_flight == 1 and gw.in_flight == 0
+
+
+def test_reset_restarts_the_peak_at_what_is_in_flight():
+    release = threading.Event()
+    with FakeGateway(responder=held_until(release)) as gw:
+        with ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(chat_on_own_session, gw) for _ in range(2)]
+            assert gw.wait_for_in_flight(2, timeout=5)
+            release.set()
+            assert [f.result().status_code for f in held] == [200, 200]
+            release.clear()
+            slow = pool.submit(chat_on_own_session, gw)
+            assert gw.wait_for_in_flight(1, timeout=5)
+            assert gw.max_in_flight == 2
+            gw.reset()
+            assert gw.max_in_flight == gw.in_flight == 1 and gw.requests == []
+            release.set()
+            assert slow.result().status_code == 200
+        assert gw.in_flight == 0 and gw.max_in_flight == 1
+
+
+# -- layout ------------------------------------------------------------------------------------
+
+
+def test_no_testing_module_reads_another_modules_private_attributes():
+    """Each module of llmroute.testing touches only its own `_names` (issue 10)."""
+    import ast
+    import pathlib
+
+    import llmroute.testing as package
+
+    folder = pathlib.Path(package.__file__).parent
+    trees = {path.name: ast.parse(path.read_text()) for path in folder.glob("*.py")}
+    problems = []
+    for name, tree in trees.items():
+        own = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                own.add(node.attr)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                own.add(node.target.id)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and node.attr not in own):
+                problems.append("%s:%d reads .%s" % (name, node.lineno, node.attr))
+    assert problems == []

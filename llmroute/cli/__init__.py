@@ -1,176 +1,131 @@
 """The ``llmroute`` command line: argparse, printing and exit codes, nothing else.
 
-Each subcommand is a pair: ``_add_<name>_parser(subparsers)`` declares it and ``_cmd_<name>(args)
--> int`` runs it, so subcommands are added without touching the others. Exit codes: 0 success,
-1 failure while running, 2 bad usage or input (unreadable file, malformed JSONL line).
+One module per command. A command module ``llmroute/cli/<name>.py`` has two functions:
+``add_parser(subparsers)`` declares the subcommand (and sets ``func=run`` on it), and
+``run(args) -> int`` runs it and returns one of the exit codes of ``_common``: 0 success,
+1 work that failed while running, 2 bad usage or input, 130 after Ctrl-C. To add a command,
+write its module and add its name to ``COMMANDS``; nothing else changes. Command modules
+import what they run (the router, the classifier, a backend) inside ``run``, so ``llmroute
+--help`` stays fast.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
+import logging
 import sys
-from typing import Any, Dict, NoReturn, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
-__all__ = ["main", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
+from .._version import __version__
+from ..errors import LLMRouteError, redact
+from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
+                      print_error)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+__all__ = ["main", "COMMANDS", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
-
-class _UsageError(Exception):
-    """Raised by the parser instead of exiting, so main() can return the code."""
+#: The command modules under ``llmroute.cli``, in the order ``--help`` lists them.
+COMMANDS = ("demo", "classify", "batch", "usage", "cost")
 
 
 class _Parser(argparse.ArgumentParser):
+    """Raises ``UsageError`` instead of exiting, so ``main`` returns the code."""
+
     def error(self, message: str) -> NoReturn:
-        raise _UsageError("%s: %s" % (self.prog, message))
+        raise UsageError("%s: %s" % (self.prog, message))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    parser = _build_parser()
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Problems are one line on stderr; ``--debug`` adds DEBUG logging and the traceback.
+    """
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except _UsageError as err:
-        print("%s\n(see: llmroute --help)" % err, file=sys.stderr)
+    except UsageError as err:
+        print("%s (see: %s --help)" % (err, str(err).split(":")[0]), file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as done:  # --help and --version exit through argparse
         return done.code if isinstance(done.code, int) else EXIT_OK
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    return args.func(args)
+    debug = bool(getattr(args, "debug", False))
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("llmroute %s: interrupted" % args.command, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `llmroute usage | head`: the reader left; not an error to report
+        _silence_stdout()
+        return EXIT_OK
+    except UsageError as err:
+        if debug:
+            raise
+        print_error("llmroute %s" % args.command, err)
+        return EXIT_USAGE
+    except (LLMRouteError, OSError, ValueError) as err:
+        if debug:
+            raise
+        print_error("llmroute %s" % args.command, "%s: %s" % (type(err).__name__, err))
+        return EXIT_FAILED
+    except Exception as err:  # noqa: BLE001 - the program's edge: a bug in a command must
+        # still end in one line and an exit code, never a traceback on a user's terminal.
+        if debug:
+            raise
+        print_error("llmroute %s" % args.command, "internal error, %s: %s (run with --debug "
+                    "for the traceback)" % (type(err).__name__, redact(str(err))))
+        return EXIT_FAILED
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="llmroute", description="llmroute: route chat completions through "
-                                                  "OpenAI-compatible gateways.")
+def _silence_stdout() -> None:
+    """Point stdout at devnull so that flushing it at exit does not raise again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture it)
+        pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``llmroute`` parser with every command of ``COMMANDS`` registered."""
+    parser = _Parser(
+        prog="llmroute", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="llmroute: route chat completions through OpenAI-compatible gateways.",
+        epilog="examples:\n"
+               "  llmroute demo                      the whole job offline, no key needed\n"
+               "  llmroute classify \"Solve 2x + 3 = 7\"\n"
+               "  llmroute batch in.jsonl -o out.jsonl --workers 16 --resume\n"
+               "  llmroute usage --ledger usage.db --by model --chart\n"
+               "  llmroute cost --model claude-opus-4.6 --input-tokens 500M --output-tokens 1B\n"
+               "\nexit codes: 0 ok, 1 the work failed, 2 bad usage, 130 interrupted.\n"
+               "Each command has --help with its own examples.")
+    parser.add_argument("--version", action="version", version="llmroute %s" % __version__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="log at DEBUG on stderr and show tracebacks of errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    _add_demo_parser(subparsers)
-    _add_classify_parser(subparsers)
-    from .batch import add_batch_parser
-    add_batch_parser(subparsers)
+    for name in COMMANDS:
+        module = importlib.import_module("%s.%s" % (__name__, name))
+        _with_parent(subparsers, common, module.add_parser)
     return parser
 
 
-def _add_demo_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "demo", help="route prompts offline against an embedded fake gateway",
-        description="Run the main job end to end against llmroute's FakeGateway on 127.0.0.1: "
-                    "routing in four languages, a waited-out 429, a fallback, a cost cap and a "
-                    "batch, with what each cost. Needs no key and no network.")
-    p.add_argument("--batch-size", type=int, default=40, help="items in the batch step")
-    p.set_defaults(func=_cmd_demo)
+def _with_parent(subparsers: Any, common: argparse.ArgumentParser, add_parser: Any) -> None:
+    """Call a command's ``add_parser`` so that its parser also takes the common options."""
+    original = subparsers.add_parser
 
+    def add_with_common(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("parents", []).append(common)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        return original(name, **kwargs)
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.batch_size <= 0:
-        return _fail("--batch-size must be greater than 0")
-    from .demo import run_demo
-    return run_demo(sys.stdout, batch_size=args.batch_size)
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print("llmroute: error: %s" % message, file=sys.stderr)
-    return code
-
-
-# -- classify --------------------------------------------------------------------------------
-
-def _add_classify_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "classify", help="label a prompt by task (code, math, summarization, ...)",
-        description="Classify a prompt with the keyword classifier, or measure it on a "
-                    "labelled JSONL file ({\"text\", \"label\", \"lang\"} per line).")
-    p.add_argument("text", nargs="?", help="the prompt; '-' reads it from standard input")
-    p.add_argument("--eval", metavar="FILE.jsonl",
-                   help="score the classifier on a labelled file: accuracy, macro-F1 overall "
-                        "and per language, per-label table, confusion matrix")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--keywords", metavar="FILE.json",
-                   help="a keyword table that adds to or re-weights the shipped ones")
-    p.add_argument("--tasks", metavar="FILE.json",
-                   help="custom tasks: {label: {language: {phrase: weight}}}")
-    p.add_argument("--long-context-tokens", type=int, default=None, metavar="N",
-                   help="estimated prompt tokens from which a prompt is long_context")
-    p.add_argument("--errors", type=int, default=0, metavar="N",
-                   help="with --eval, also list up to N misclassified items")
-    p.set_defaults(func=_cmd_classify)
-
-
-def _cmd_classify(args: argparse.Namespace) -> int:
-    from ..classification import DEFAULT_LONG_CONTEXT_TOKENS, Classifier
-    from ..classification.evaluate import evaluate, format_report, load_jsonl
-
-    if args.eval and args.text is not None:
-        return _fail("give either a prompt or --eval FILE, not both")
-    if args.errors < 0:
-        return _fail("--errors must be 0 or more")
+    subparsers.add_parser = add_with_common
     try:
-        classifier = Classifier(
-            keywords_file=args.keywords, tasks_file=args.tasks,
-            long_context_tokens=DEFAULT_LONG_CONTEXT_TOKENS if args.long_context_tokens is None
-            else args.long_context_tokens)
-    except ValueError as err:
-        return _fail(str(err))
-    if args.eval:
-        try:
-            items = load_jsonl(args.eval)
-        except ValueError as err:
-            return _fail(str(err))
-        report = evaluate(items, lambda text: _label_and_confidence(classifier.classify(text)))
-        misses = [(it, p) for it, p in zip(items, report.predictions) if it.label != p]
-        if args.json:
-            out: Dict[str, Any] = _report_dict(report)
-            out["errors"] = [{"line": it.line, "lang": it.lang, "label": it.label,
-                              "predicted": p, "text": it.text[:200]}
-                             for it, p in misses[:args.errors]]
-            print(json.dumps(out, ensure_ascii=False, indent=2))
-        else:
-            print(format_report(report, title="%s (%s)" % (args.eval, "keyword classifier")))
-            for it, p in misses[:args.errors]:
-                print("line %d [%s] %s -> %s: %s" % (it.line, it.lang, it.label, p,
-                                                    " ".join(it.text.split())[:120]))
-        return EXIT_OK
-    text = args.text
-    if text == "-" or (text is None and not sys.stdin.isatty()):
-        text = sys.stdin.read()
-    if not text or not text.strip():
-        return _fail("nothing to classify: give a prompt, '-' for standard input, or --eval FILE")
-    result = classifier.classify(text)
-    if args.json:
-        print(json.dumps({"task": result.label, "text_task": result.text_label,
-                          "confidence": result.confidence, "scores": dict(result.scores),
-                          "matched": list(result.matched)}, ensure_ascii=False))
-    else:
-        print("task: %s" % result.label)
-        if result.text_label != result.label:
-            print("text task: %s" % result.text_label)
-        print("confidence: %.2f" % result.confidence)
-        print("matched: %s" % (", ".join(result.matched) or "(no cues)"))
-    return EXIT_OK
-
-
-def _label_and_confidence(result: Any) -> Any:
-    return result.label, result.confidence
-
-
-def _report_dict(report: Any) -> Dict[str, Any]:
-    share, confident_accuracy = report.confident()
-    return {
-        "items": report.n, "accuracy": round(report.accuracy, 4),
-        "macro_f1": round(report.macro_f1, 4),
-        "per_language": {lang: {"items": n, "accuracy": round(acc, 4), "macro_f1": round(f1, 4)}
-                         for lang, (n, acc, f1) in report.per_lang.items()},
-        "per_label": {label: {"precision": round(s.precision, 4), "recall": round(s.recall, 4),
-                              "f1": round(s.f1, 4), "support": s.support}
-                      for label, s in report.per_label.items()},
-        "confusion": {g: dict(row) for g, row in report.confusion.items()},
-        "per_source": {name: {"items": n, "accuracy": round(acc, 4), "macro_f1": round(f1, 4)}
-                       for name, (n, acc, f1) in report.per_source.items()},
-        "calibration": {"%.1f" % low: {"items": n, "accuracy": round(acc, 4)}
-                        for low, (n, acc) in report.calibration.items()},
-        "confident_share": round(share, 4), "confident_accuracy": round(confident_accuracy, 4),
-    }
-
+        add_parser(subparsers)
+    finally:
+        subparsers.add_parser = original

@@ -1,8 +1,8 @@
 """``llmroute batch INPUT.jsonl -o OUTPUT.jsonl``: the command's options, wiring and exit codes.
 
-Exit codes: 0 every item succeeded, 1 some failed (or were invalid lines), 2 bad usage (no
-input, bad options, no API key, an OUTPUT that may not be touched), 130 after Ctrl-C. The API
-key comes from the environment only, so it never shows in ``ps``.
+Exit codes (``_common``): 0 every item succeeded, 1 some failed (or were invalid lines), 2 bad
+usage (no input, bad options, no API key, an OUTPUT that may not be touched), 130 after Ctrl-C.
+The API key comes from the environment only, so it never shows in ``ps``.
 """
 from __future__ import annotations
 
@@ -10,27 +10,26 @@ import argparse
 import logging
 import os
 import sys
-from decimal import Decimal, InvalidOperation
-from typing import Any, List, Mapping, Optional, Sequence, TextIO
+from decimal import Decimal
+from typing import Any, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from . import jsonl as jb
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, print_error
 from ..batching import BatchInterrupted
-from ..client import DEFAULT_MAX_OUTPUT_TOKENS, Client
-from ..costs import Budget, CostTracker
+from .._options import reserved_output_tokens
+from ..client import Client
+from ..costs import Budget, CostTracker, parse_usd
 from ..errors import BudgetExceededError, ConfigError
+from ..progress import is_terminal
 from ..tokens import estimate_tokens
 
-__all__ = ["add_batch_parser", "run_batch", "format_summary", "main"]
+__all__ = ["add_parser", "run", "run_batch", "format_summary", "main", "ItemCaller"]
 
 log = logging.getLogger(__name__)
 
+_COMMAND = "llmroute batch"
 _KEY_VARIABLES = ("LLMROUTE_API_KEY", "OPENAI_API_KEY")
 _URL_VARIABLES = ("LLMROUTE_BASE_URL", "OPENAI_BASE_URL")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(Exception):
-    """A problem with how the command was called: reported in one line, exit code 2."""
 
 
 def _positive_int(text: str) -> int:
@@ -55,26 +54,51 @@ def _positive_float(text: str) -> float:
 
 def _money(text: str) -> Decimal:
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError("expected an amount in USD, got %r" % text) from None
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError("expected a non-negative amount in USD, got %r" % text)
-    return value
+        return parse_usd(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a non-negative amount in USD, got %r"
+                                         % text) from None
 
 
-def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``batch`` subcommand; its ``func`` default is ``run_batch``."""
+def _shard(text: str) -> Tuple[int, int]:
+    """``I/N`` with 0 <= I < N: this host's share of the input."""
+    index, slash, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = -1
+    if not slash or n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError("expected I/N with 0 <= I < N (e.g. 0/3), got %r"
+                                         % text)
+    return i, n
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError("expected a redis://, rediss:// or unix:// URL")
+    return text
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Declare ``llmroute batch``; its ``func`` is ``run``."""
     parser = subparsers.add_parser(
         "batch", help="run a JSONL file of prompts, resumably",
         description="Run every line of INPUT.jsonl ({\"id\": ..., \"prompt\": ...} or "
                     "{\"id\": ..., \"messages\": [...]}, optional model, task, priority and "
                     "OpenAI parameters) and append one JSON line per id to OUTPUT as each "
                     "finishes. Without a model the router picks one. The API key is read from "
-                    "LLMROUTE_API_KEY (or OPENAI_API_KEY) only.")
+                    "LLMROUTE_API_KEY (or OPENAI_API_KEY) only.",
+        epilog="examples:\n"
+               "  llmroute batch prompts.jsonl -o results.jsonl --workers 32 --rpm 3000\n"
+               "  llmroute batch prompts.jsonl -o results.jsonl --resume   # after a crash\n"
+               "  llmroute batch in.jsonl -o out-0.jsonl --shard 0/3 --redis redis://db:6379/0")
     _add_arguments(parser)
-    parser.set_defaults(func=run_batch)
+    parser.set_defaults(func=run)
     return parser
+
+
+#: The name ``llmroute.batch_cli`` had; it goes with that deprecated alias.
+add_batch_parser = add_parser
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +117,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priority", choices=jb.ROUTER_PRIORITIES, default="balanced",
                         help="how the router ranks models (default %(default)s)")
     parser.add_argument("--base-url", help="gateway URL (default: $LLMROUTE_BASE_URL)")
+    parser.add_argument("--ledger", metavar="FILE",
+                        help="record every call in this usage ledger (a SQLite file or a "
+                             "postgresql:// URL; default: $LLMROUTE_LEDGER)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress line on stderr (default: when stderr is a terminal)")
     again = parser.add_mutually_exclusive_group()
@@ -101,6 +128,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     again.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT")
     parser.add_argument("--fsync", action="store_true",
                         help="fsync OUTPUT after every line (survives a power cut; slower)")
+    parser.add_argument("--shard", type=_shard, metavar="I/N",
+                        help="run only shard I of N (0 <= I < N; by a stable hash of each id), "
+                             "so N hosts split one INPUT, each with its own OUTPUT")
+    parser.add_argument("--redis", type=_redis_url, metavar="URL",
+                        help="share --rpm/--tpm/--max-concurrent, --budget-usd and model "
+                             "cooldowns on this Redis with every host of --namespace")
+    parser.add_argument("--namespace", default="llmroute-batch",
+                        help="the quota shared on --redis (default %(default)s; never the key)")
 
 
 class ItemCaller:
@@ -146,9 +181,8 @@ class ItemCaller:
         if self.max_cost_usd is None and self.budget is None:
             return None
         spec = self.client.catalog.get(model)
-        out = params.get("max_completion_tokens") or params.get("max_tokens") or (
-            spec.max_output_tokens if spec is not None else None) or DEFAULT_MAX_OUTPUT_TOKENS
-        worst = spec.worst_case_cost(estimate_tokens(messages), int(out)) if spec else None
+        out = reserved_output_tokens(self.client.catalog, model, params)
+        worst = spec.worst_case_cost(estimate_tokens(messages), out) if spec else None
         cap = self.max_cost_usd
         if cap is not None and (worst is None or worst > cap):
             raise BudgetExceededError(
@@ -190,7 +224,12 @@ def _build_router(client: Client, args: argparse.Namespace, budget: Optional[Bud
     from ..router import Router
 
     return Router(client, priority=args.priority, max_cost_usd=args.max_cost_usd,
-                  budget=budget)
+                  budget=budget, health_backend=args.redis, namespace=args.namespace)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``llmroute batch`` for parsed ``args``; returns the exit code."""
+    return run_batch(args)
 
 
 def run_batch(args: argparse.Namespace, *, client: Optional[Client] = None,
@@ -198,28 +237,35 @@ def run_batch(args: argparse.Namespace, *, client: Optional[Client] = None,
     """Run the ``batch`` command for parsed ``args``; return the exit code.
 
     ``client`` replaces the one built from the options and environment (for embedding and
-    tests; it is not closed here).
+    tests; it is not closed here). The key the command read from the environment is the one
+    it keeps out of OUTPUT and stderr (a given client keeps its own out of its errors).
     """
     err = stderr if stderr is not None else sys.stderr
+    api_key = _env(_KEY_VARIABLES)
+    owned = client is None
     try:
-        if not os.path.isfile(args.input):
-            raise UsageError("INPUT %s is not a readable file" % args.input)
-        api_key = _env(_KEY_VARIABLES)
+        _check_input(args.input)
         if client is None:
             client = _make_client(args, api_key)
-            owned = True
-        else:
-            owned = False
-            api_key = getattr(client, "_api_key", api_key)
         state = _prepare_output(args)
     except (UsageError, ConfigError, ValueError, OSError) as problem:
-        print("llmroute batch: error: %s" % problem, file=err)
+        print_error(_COMMAND, problem, err)
+        if owned and client is not None:
+            client.close()
         return EXIT_USAGE
     try:
         return _run(args, client, state, api_key, err)
     finally:
         if owned:
             client.close()
+
+
+def _check_input(path: str) -> None:
+    """INPUT must be a file this process can open (OSError/UsageError otherwise)."""
+    if not os.path.isfile(path):
+        raise UsageError("INPUT %s is not a readable file" % path)
+    with open(path, "rb"):
+        pass
 
 
 def _make_client(args: argparse.Namespace, api_key: Optional[str]) -> Client:
@@ -233,46 +279,61 @@ def _make_client(args: argparse.Namespace, api_key: Optional[str]) -> Client:
     if args.rpm or args.tpm or args.max_concurrent:
         from ..limits import RateLimiter
 
-        limiter = RateLimiter(rpm=args.rpm, tpm=args.tpm, max_concurrent=args.max_concurrent)
-    return Client(base_url, api_key, limiter=limiter, tracker=CostTracker(),
-                  pool_maxsize=max(args.workers, 1))
+        shared = {}
+        if args.redis:  # one quota for every host: each gets 1/N of it if Redis goes away
+            shared = {"backend": args.redis, "namespace": args.namespace,
+                      "expected_processes": args.shard[1] if args.shard else 1}
+        limiter = RateLimiter(rpm=args.rpm, tpm=args.tpm, max_concurrent=args.max_concurrent,
+                              **shared)
+    from ..ledger import LedgerError
+    try:
+        return Client(base_url, api_key, limiter=limiter, tracker=CostTracker(),
+                      pool_maxsize=max(args.workers, 1), ledger=getattr(args, "ledger", None))
+    except LedgerError as problem:
+        raise UsageError(str(problem)) from None
 
 
 def _run(args: argparse.Namespace, client: Client, state: jb.OutputState,
          api_key: Optional[str], err: TextIO) -> int:
     budget = None
-    if args.budget_usd is not None:
+    if args.budget_usd is not None and args.redis:
+        # The fleet's budget on Redis already holds what earlier runs of every host spent.
+        budget = Budget(args.budget_usd, backend=args.redis, namespace=args.namespace)
+    elif args.budget_usd is not None:
         budget = Budget(args.budget_usd)
         if state.spent_usd:
             budget.charge(state.spent_usd)  # what OUTPUT already cost counts against it
     try:
         router = _build_router(client, args, budget)
     except ValueError as problem:
-        print("llmroute batch: error: %s" % problem, file=err)
+        print_error(_COMMAND, problem, err)
         return EXIT_USAGE
     caller = ItemCaller(client, router, max_cost_usd=args.max_cost_usd, budget=budget)
-    progress: Any = args.progress if args.progress is not None else _isatty(err)
+    progress: Any = args.progress if args.progress is not None else is_terminal(err)
     if progress:
         progress = err
     summary = jb.Summary()
     summary.repaired_bytes = state.repaired_bytes
-    reader = jb.InputReader(args.input, state.done)
+    reader = jb.InputReader(args.input, state.done, shard=args.shard)
     code = EXIT_OK
-    with jb.OutputWriter(args.output, fsync=args.fsync) as writer:
-        try:
+    try:
+        with jb.OutputWriter(args.output, fsync=args.fsync) as writer:
             jb.run(reader, writer, caller, workers=args.workers, progress=progress,
                    secrets=(api_key,) if api_key else (), summary=summary)
-        except BatchInterrupted:
-            code = EXIT_INTERRUPTED
-        except OSError as problem:  # e.g. OUTPUT's disk is full: what was written stays
-            print("llmroute batch: error: %s" % problem, file=err)
-            code = EXIT_FAILED
+    except BatchInterrupted:
+        code = EXIT_INTERRUPTED
+    except OSError as problem:  # e.g. OUTPUT's disk is full: what was written stays
+        print_error(_COMMAND, problem, err)
+        code = EXIT_FAILED
     summary.skipped = reader.skipped
     tracker = client.tracker
     requests = None
     if tracker is not None:
         requests = {m: t.requests + t.errors for m, t in tracker.snapshot().by_model.items()}
     print(format_summary(summary, requests, output=args.output), file=err)
+    if args.shard is not None:
+        print("shard %d/%d: %d lines of INPUT belong to the other shards"
+              % (args.shard[0], args.shard[1], reader.other_shards), file=err)
     if code == EXIT_OK and summary.failed:
         code = EXIT_FAILED
     return code
@@ -322,20 +383,11 @@ def _ms(value: Optional[float]) -> str:
     return "-" if value is None else "%.1f" % value
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m llmroute.batch_cli``: the batch command on its own (same as ``llmroute
-    batch``)."""
-    parser = argparse.ArgumentParser(prog="llmroute")
-    add_batch_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    """``python -m llmroute.cli.batch``: the batch command on its own (``llmroute batch``)."""
+    from . import main as cli_main
+
+    return cli_main(["batch", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

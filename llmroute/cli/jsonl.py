@@ -4,52 +4,52 @@ Input is read lazily and streamed through ``batch()`` with ``keep_results=False`
 is appended to OUTPUT as one JSON line (one ``write`` of the whole line, unbuffered) as soon as
 it finishes, from the caller's thread. ``--resume`` reads back the ids OUTPUT already holds,
 cuts off a half-written last line, and skips those ids, so every id ends up exactly once.
+This module reads INPUT and runs; ``output`` holds what OUTPUT's lines are (its names are
+re-exported here).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
+from .. import _checks as checks
+from .._candidates import PRIORITIES
+from .._options import CALL_OPTIONS
 from ..batching import BatchInterrupted, ItemResult, batch
-from ..errors import APIStatusError, redact
 from ..progress import Tally
+from .output import (BOM, InvalidInputLine, OutputError, OutputState, OutputWriter,
+                     UnwritableRecord, encode_record, error_record, id_key, outcome_line,
+                     result_record, scan_output)
 
 __all__ = ["InvalidInputLine", "Item", "OutputState", "OutputWriter", "InputReader",
            "Summary", "idempotency_key", "id_key", "parse_line", "scan_output", "run",
-           "result_record", "error_record", "ROUTER_PRIORITIES"]
+           "shard_of",
+           "result_record", "error_record", "encode_record", "outcome_line", "loads_strict",
+           "UnwritableRecord", "OutputError", "ROUTER_PRIORITIES"]
 
 #: Fields of an input line that are not request parameters.
 ITEM_FIELDS = frozenset({"id", "prompt", "messages", "model", "task", "priority"})
 #: Client options a line may not set: the command sets them, or cannot honour them.
-FORBIDDEN_FIELDS = frozenset({"stream", "deadline", "timeout", "idempotency_key",
-                              "extra_headers"})
+FORBIDDEN_FIELDS = CALL_OPTIONS | {"stream", "max_cost_usd"}
 #: A string ``priority`` on a line is the router's for that item; a number orders submission.
-ROUTER_PRIORITIES = ("accuracy", "speed", "budget", "balanced")
+ROUTER_PRIORITIES = PRIORITIES
+#: OpenAI parameters llmroute reads (reservations, worst-case costs) or that no gateway takes
+#: as anything but a number: checked on each line, so ``"max_tokens": true`` is an error record,
+#: not a request. ``True``: a whole number of at least 1.
+NUMERIC_PARAMS = {"max_tokens": True, "max_completion_tokens": True, "n": True,
+                  "temperature": False, "top_p": False, "presence_penalty": False,
+                  "frequency_penalty": False}
 #: Invalid lines the summary keeps to list one by one; the rest are counted.
 SUMMARY_INVALID_LINES = 10
-_ZERO = Decimal(0)
-
-
-class InvalidInputLine(ValueError):
-    """An input line that is not a usable item (bad JSON, no id, duplicate id, no prompt)."""
-
-
-class OutputError(ValueError):
-    """OUTPUT cannot be resumed or written as asked (a corrupt line, an unexpected file)."""
-
-
-def id_key(item_id: Any) -> str:
-    """The identity of an input id: its JSON text, so 1 and "1" stay different."""
-    return json.dumps(item_id, ensure_ascii=False)
 
 
 def idempotency_key(key: str) -> str:
     """The ``Idempotency-Key`` of every request for one id, the same on every run."""
-    return "llmroute-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    # surrogatepass: an id with a lone surrogate (valid JSON: "\\ud83d") still has a key.
+    return "llmroute-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,64 @@ def _valid_id(value: Any) -> bool:
         isinstance(value, int) and not isinstance(value, bool))
 
 
-def parse_line(line: int, text: str) -> Item:
-    """Parse one input line (1-based ``line``); a bad line gives an Item with a ``problem``."""
+class _NotJSON(ValueError):
+    """A number JSON cannot carry (NaN, Infinity, out of a double's range)."""
+
+
+class _DuplicateKey(ValueError):
+    """An object with one key twice: which value was meant is unknown (json keeps the last)."""
+
+
+def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    data: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey("the key %s appears twice in one object" % json.dumps(key)[:60])
+        data[key] = value
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJSON("%s is not a JSON number" % name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJSON("%s is out of range for a number" % text[:40])
+    return value
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` that refuses NaN, Infinity and numbers that overflow to infinity
+    (Python's json accepts them; they are not JSON and no gateway takes them), and an object
+    with a key twice (Python's json silently keeps the last value)."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                      object_pairs_hook=_unique_keys)
+
+
+def _lenient_id(text: str) -> Any:
+    """The id of a line that is JSON but for a NaN or Infinity, so its error names it."""
     try:
         data = json.loads(text)
-    except ValueError as err:
+    except (ValueError, RecursionError):
+        return None
+    item_id = data.get("id") if isinstance(data, dict) else None
+    return item_id if _valid_id(item_id) else None
+
+
+def parse_line(line: int, text: str) -> Item:
+    """Parse one input line (1-based ``line``); a bad line gives an Item with a ``problem``.
+
+    Never raises: every malformed field becomes the item's ``problem``, naming the line.
+    """
+    try:
+        data = loads_strict(text)
+    except _NotJSON as err:
+        return _invalid(line, "not valid JSON: %s" % err, _lenient_id(text))
+    except _DuplicateKey as err:  # no id named: with two ids, which one is unknown
+        return _invalid(line, str(err))
+    except (ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
         return _invalid(line, "not valid JSON (%s)" % err)
     if not isinstance(data, dict):
         return _invalid(line, "not a JSON object")
@@ -101,7 +154,7 @@ def parse_line(line: int, text: str) -> Item:
     return Item(line, item_id, id_key(item_id), prompt=data.get("prompt"),
                 messages=data.get("messages"), model=data.get("model"), task=data.get("task"),
                 route_priority=priority if isinstance(priority, str) else None,
-                rank=float(priority) if isinstance(priority, (int, float)) else 0.0,
+                rank=0.0 if priority is None or isinstance(priority, str) else float(priority),
                 params={k: v for k, v in data.items() if k not in ITEM_FIELDS})
 
 
@@ -113,36 +166,88 @@ def _item_problem(data: Mapping[str, Any]) -> Optional[str]:
         return "give a prompt or messages, not both"
     if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
         return "prompt must be a non-empty string"
-    if messages is not None and (not isinstance(messages, list) or not messages or not all(
-            isinstance(m, dict) and "role" in m for m in messages)):
-        return "messages must be a non-empty list of {\"role\", \"content\"} objects"
+    if messages is not None:
+        problem = _messages_problem(messages)
+        if problem is not None:
+            return problem
     for name in ("model", "task"):
         value = data.get(name)
-        if value is not None and (not isinstance(value, str) or not value):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
             return "%s must be a non-empty string" % name
-    priority = data.get("priority")
-    if priority is not None and not (
-            priority in ROUTER_PRIORITIES or isinstance(priority, (int, float))
-            and not isinstance(priority, bool)):
-        return "priority must be a number (submission order) or one of %s" % (
-            ", ".join(ROUTER_PRIORITIES))
+    problem = _priority_problem(data.get("priority"))
+    if problem is not None:
+        return problem
     forbidden = sorted(FORBIDDEN_FIELDS.intersection(data))
     if forbidden:
         return "%s cannot be set per line in a batch" % ", ".join(forbidden)
+    for name, whole in NUMERIC_PARAMS.items():
+        if name in data:
+            try:
+                checks.number(name, data[name], integer=whole, minimum=1 if whole else None)
+            except ValueError as err:
+                return str(err)
     return None
+
+
+def _messages_problem(messages: Any) -> Optional[str]:
+    """Why ``messages`` is not a chat message list, or None: each message an object with a
+    string ``role`` and a ``content`` that is a string, a list of part objects, or null."""
+    shape = "messages must be a non-empty list of {\"role\", \"content\"} objects"
+    if not isinstance(messages, list) or not messages:
+        return shape
+    for number, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message:
+            return shape
+        if not isinstance(message["role"], str) or not message["role"]:
+            return "messages[%d].role must be a non-empty string" % number
+        content = message.get("content")
+        if content is not None and not isinstance(content, str) and not (
+                isinstance(content, list) and all(isinstance(p, dict) for p in content)):
+            return ("messages[%d].content must be a string, a list of part objects or null"
+                    % number)
+    return None
+
+
+#: A numeric ``priority`` is a submission rank: any number a double holds exactly enough.
+_MAX_RANK = 1e300
+
+
+def _priority_problem(priority: Any) -> Optional[str]:
+    if priority is None or priority in ROUTER_PRIORITIES:
+        return None
+    if isinstance(priority, (int, float)) and not isinstance(priority, bool):
+        try:
+            if abs(float(priority)) <= _MAX_RANK:
+                return None
+        except OverflowError:  # a 400-digit integer
+            pass
+        return "priority is out of range (at most 1e300 either way)"
+    return "priority must be a number (submission order) or one of %s" % (
+        ", ".join(ROUTER_PRIORITIES))
+
+
+def shard_of(key: str, count: int) -> int:
+    """The shard (0 <= shard < count) of an item key: a stable hash of the id's JSON text, the
+    same on every host and Python run (unlike ``hash()``)."""
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % count
 
 
 class InputReader:
     """Iterates the usable and the invalid items of INPUT lazily, skipping ``done`` keys.
 
     Duplicate ids are reported (keyed by their line) after the first; ``skipped`` counts the
-    lines resume left out, ``lines`` the lines read so far.
+    lines resume left out, ``lines`` the lines read so far. ``shard=(i, n)`` yields only the
+    items whose key is in shard ``i`` of ``n`` (``other_shards`` counts the rest).
     """
 
-    def __init__(self, path: str, done: Optional[Set[str]] = None) -> None:
+    def __init__(self, path: str, done: Optional[Set[str]] = None,
+                 shard: Optional[Tuple[int, int]] = None) -> None:
         self.path = path
         self.done = done if done is not None else set()
+        self.shard = shard
         self.skipped = 0
+        self.other_shards = 0
         self.lines = 0
 
     def __iter__(self) -> Iterator[Item]:
@@ -150,6 +255,8 @@ class InputReader:
         with open(self.path, "rb") as f:
             for number, raw in enumerate(f, 1):
                 self.lines = number
+                if number == 1 and raw.startswith(BOM):
+                    raw = raw[len(BOM):]  # an editor's UTF-8 byte-order mark
                 if not raw.strip():
                     continue
                 try:
@@ -161,172 +268,14 @@ class InputReader:
                     if seen != number:
                         item = _invalid(number, "duplicate id %s (first on line %d)"
                                         % (id_key(item.id)[:60], seen))
+                if self.shard is not None and shard_of(item.key, self.shard[1]) != self.shard[0]:
+                    self.other_shards += 1
+                    continue
                 if item.key in self.done or (item.problem is not None
                                              and "line:%d" % number in self.done):
                     self.skipped += 1
                     continue
                 yield item
-
-
-@dataclass
-class OutputState:
-    """What a resume scan found in OUTPUT."""
-
-    done: Set[str] = field(default_factory=set)
-    spent_usd: Decimal = _ZERO
-    lines: int = 0
-    repaired_bytes: int = 0  # cut off a half-written last line
-    completed_line: bool = False  # the last line was whole but lacked its newline
-
-
-def _record_keys(record: Mapping[str, Any]) -> List[str]:
-    keys = []
-    if record.get("id") is not None:
-        keys.append(id_key(record["id"]))
-    error = record.get("error")
-    if isinstance(error, dict) and error.get("type") == InvalidInputLine.__name__ \
-            and isinstance(record.get("line"), int):
-        keys.append("line:%d" % record["line"])
-    return keys
-
-
-def scan_output(path: str) -> OutputState:
-    """Read OUTPUT's records for resume and repair its end; a missing file is empty.
-
-    A last line without its newline is a write cut by a kill: it is completed if it is a whole
-    record, else truncated away. Raises ``OutputError`` for a corrupt line before the last.
-    """
-    state = OutputState()
-    if not os.path.exists(path):
-        return state
-    with open(path, "r+b") as f:
-        end = 0  # offset just past the last whole line
-        tail, tail_number = b"", 0
-        for number, raw in enumerate(f, 1):
-            if not raw.endswith(b"\n"):
-                tail, tail_number = raw, number
-                break
-            end += len(raw)
-            if raw.strip():
-                _add_record(state, _parse_record(raw, number, path), number, path)
-                state.lines += 1
-        if tail:
-            record = _parse_record(tail, tail_number, path, strict=False)
-            if isinstance(record, dict) and "ok" in record:
-                f.seek(0, os.SEEK_END)
-                f.write(b"\n")
-                state.completed_line = True
-                _add_record(state, record, tail_number, path)
-                state.lines += 1
-            else:
-                f.truncate(end)
-                state.repaired_bytes = len(tail)
-    return state
-
-
-def _parse_record(raw: bytes, number: int, path: str, strict: bool = True) -> Any:
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except ValueError as err:  # UnicodeDecodeError is a ValueError too
-        if not strict:
-            return None
-        raise OutputError("%s line %d is not a JSON record (%s); remove or fix it, then "
-                          "--resume again" % (path, number, err)) from None
-
-
-def _add_record(state: OutputState, record: Any, number: int, path: str) -> None:
-    if not isinstance(record, dict):
-        raise OutputError("%s line %d is not a JSON object; remove or fix it, then --resume "
-                          "again" % (path, number))
-    state.done.update(_record_keys(record))
-    cost = record.get("cost_usd")
-    if isinstance(cost, str):
-        try:
-            state.spent_usd += Decimal(cost)
-        except InvalidOperation:
-            pass
-
-
-class OutputWriter:
-    """Appends one record per call as a single unbuffered write of the whole line.
-
-    A kill can then cut at most the line being written, which ``scan_output`` repairs.
-    ``fsync=True`` also survives a power cut, at a price per line.
-    """
-
-    def __init__(self, path: str, *, fsync: bool = False) -> None:
-        self.path = path
-        self._fsync = fsync
-        self._file = open(path, "ab", buffering=0)
-        self.written = 0
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        data = (json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
-                + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:
-            view = view[self._file.write(view):]
-        if self._fsync:
-            os.fsync(self._file.fileno())
-        self.written += 1
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> "OutputWriter":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def _usage(usage: Any) -> Optional[Dict[str, int]]:
-    if usage is None:
-        return None
-    out = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-           "total_tokens": usage.total_tokens}
-    for name in ("cached_tokens", "reasoning_tokens"):
-        if getattr(usage, name, None) is not None:
-            out[name] = getattr(usage, name)
-    return out
-
-
-def result_record(item: Item, value: Any, latency_ms: float) -> Dict[str, Any]:
-    """The OUTPUT line of a finished call (a ChatResult or RouteResult)."""
-    cost = getattr(value, "cost_usd", None)
-    task = getattr(value, "task", None)
-    record: Dict[str, Any] = {
-        "id": item.id, "ok": True, "model": getattr(value, "model", item.model),
-        "content": getattr(value, "content", None),
-        "finish_reason": getattr(value, "finish_reason", None),
-        "usage": _usage(getattr(value, "usage", None)),
-        "cost_usd": str(cost) if cost is not None else None,
-        "latency_ms": round(latency_ms, 1), "attempts": getattr(value, "attempts", 1),
-        "routed_via": getattr(value, "routed_via", None),
-        "task": getattr(task, "value", task), "request_id": getattr(value, "request_id", None),
-        "line": item.line,
-    }
-    calls = getattr(value, "tool_calls", ())
-    if calls:
-        record["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments}
-                                for c in calls]
-    return record
-
-
-def error_record(item: Item, error: BaseException, latency_ms: float,
-                 secrets: Sequence[str] = ()) -> Dict[str, Any]:
-    """The OUTPUT line of a failed item: the error's type and (redacted) message."""
-    detail: Dict[str, Any] = {"type": type(error).__name__,
-                              "message": redact(str(error), tuple(secrets))}
-    if isinstance(error, APIStatusError):
-        detail["status"] = error.status_code
-    record: Dict[str, Any] = {"id": item.id, "ok": False}
-    if item.problem is None:
-        record["model"] = item.model
-        record["latency_ms"] = round(latency_ms, 1)
-    record["error"] = detail
-    record["line"] = item.line
-    return record
 
 
 class Summary:
@@ -348,6 +297,7 @@ class Summary:
         return self.ok + self.failed
 
     def add(self, item: Item, result: ItemResult, record: Mapping[str, Any]) -> None:
+        """Count one written ``record`` and the ``result`` it came from."""
         if result.ok:
             self.ok += 1
         else:
@@ -387,11 +337,9 @@ def run(reader: InputReader, writer: OutputWriter, call: Callable[[Item], Any], 
     def on_result(result: ItemResult) -> None:
         if result.cancelled:
             return  # never sent: not written, so a resumed run sends it
-        item = result.item
-        record = (result_record(item, result.value, result.latency_ms) if result.ok
-                  else error_record(item, result.error, result.latency_ms, secrets))
-        writer.write(record)
-        summary.add(item, result, record)
+        result, record, data = outcome_line(result, secrets)
+        writer.write_line(data)
+        summary.add(result.item, result, record)
 
     try:
         outcome = batch(work, reader, max_workers=workers,

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
-from .gateway import FakeGateway, RecordedRequest, Reply, main
+from ._cli import main
+from .gateway import FakeGateway, RecordedRequest, Reply
 
 __all__ = ["FakeGateway", "Reply", "RecordedRequest", "main"]

@@ -1,6 +1,6 @@
 """``python -m llmroute.testing``: serve a FakeGateway until interrupted."""
 from __future__ import annotations
 
-from .gateway import main
+from ._cli import main
 
 raise SystemExit(main())

@@ -1,238 +1,74 @@
-"""How FakeGateway answers on the wire: the bodies it builds and the handler that writes them.
+"""FakeGateway's HTTP server: parse with ``http.server``, answer with hand-built bytes.
 
-The body builders are pure functions from a request and a ``Reply`` to bytes; the handler parses
-with ``http.server`` and writes hand-built responses, one write per response or SSE event.
-``testing.py`` holds the public values and the gateway's state; this module is private to it.
+The handler decides which body of ``_replies`` to send and writes it, one write per response
+or SSE event. It reaches the gateway only through a ``Backend`` (the gateway's ``Backstage``):
+the scripts, the request log and the settings stay the gateway's.
 """
 from __future__ import annotations
 
-import itertools
+import email.utils
 import json
 import logging
-import re
 import select
 import socket
 import socketserver
 import threading
 import time
+import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple
 
-from ..tokens import estimate_tokens
+from . import _replies as replies
+from ._state import Ticket
 
 logger = logging.getLogger(__name__)
-
-#: Words of the last user message the default reply quotes: enough to tell calls apart.
-QUOTED_WORDS = 8
-#: Pieces a tool call's arguments are streamed in, as real gateways split them.
-ARGUMENT_PIECES = 3
-
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-# A word with the whitespace around it: the pieces of a stream join back to the exact text.
-_PIECE = re.compile(r"\s*\S+\s*")
-_WORD = re.compile(r"\S+")
-_DONE = b"data: [DONE]\n\n"
 
 #: Pending connections the listening socket queues: 32+ clients connecting at once all get in.
 LISTEN_BACKLOG = 256
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-_ROUTES = {"/v1/chat/completions": "chat", "/chat/completions": "chat",
-           "/v1/models": "models", "/models": "models"}
+# path -> (route, the one method it takes); /v1/models/{id} is matched by prefix.
+_ROUTES = {"/v1/chat/completions": ("chat", "POST"), "/chat/completions": ("chat", "POST"),
+           "/v1/models": ("models", "GET"), "/models": ("models", "GET")}
+_MODEL_PREFIXES = ("/v1/models/", "/models/")
 # A non-blocking peek where the platform has one (not Windows: there select() decides first).
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _PEEK_FLAGS = socket.MSG_PEEK | _DONTWAIT
 
-# status -> (error type, error code, message); the message may name the {model}.
-_ERRORS = {
-    400: ("invalid_request_error", None, "Bad request."),
-    401: ("invalid_request_error", "invalid_api_key", "Invalid API key provided"),
-    403: ("invalid_request_error", "model_not_allowed",
-          "You are not allowed to sample from the model `{model}`."),
-    404: ("invalid_request_error", "model_not_found",
-          "The model `{model}` does not exist or you do not have access to it."),
-    405: ("invalid_request_error", "method_not_allowed", "Method not allowed."),
-    408: ("timeout", "request_timeout", "Request timed out."),
-    409: ("invalid_request_error", "conflict", "Conflicting request; please retry."),
-    422: ("invalid_request_error", "unprocessable_entity", "A parameter is invalid."),
-    429: ("requests", "rate_limit_exceeded",
-          "Rate limit reached for `{model}`. Please try again in 1s."),
-    500: ("server_error", None,
-          "The server had an error while processing your request. Sorry about that!"),
-    502: ("server_error", "bad_gateway", "Bad gateway: the upstream provider failed."),
-    503: ("server_error", "service_unavailable",
-          "The engine is currently overloaded, please try again later."),
-    504: ("server_error", "gateway_timeout", "Gateway timeout: the upstream did not answer."),
-}
 
+class Backend(Protocol):
+    """What the server needs from the gateway; ``gateway.Backstage`` implements it."""
 
-class Answer(NamedTuple):
-    """What a 2xx answer says, decided once and then written as JSON or as SSE events."""
+    closing: threading.Event  # set by close(); every delay waits on it
 
-    content: Optional[str]
-    tool_calls: Optional[List[Dict[str, Any]]]
-    finish_reason: str
-    usage: Optional[Dict[str, Any]]
-    pieces: List[str]
+    def receive(self, method: str, path: str, headers: Dict[str, str], payload: Any,
+                raw: bytes, model: Optional[str]) -> Ticket:
+        """Log a request (its credentials redacted) and count it in flight."""
 
+    def authorized(self, record: Any) -> bool:
+        """Whether the request carries the key the gateway requires (if any)."""
 
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON, encoded once per body."""
-    return _ENCODE(obj).encode("utf-8")
+    def next_reply(self, record: Any) -> Any:
+        """The ``Reply`` for this request: script, responder or default."""
 
+    def delay_for(self, model: Optional[str], reply: Any) -> float:
+        """Seconds to wait before answering."""
 
-def error_body(status: int, message: Optional[str] = None, model: Optional[str] = None) -> bytes:
-    """An OpenAI-shaped ``{"error": {...}}`` body fitting the status."""
-    kind, code, default = _ERRORS.get(status) or (
-        ("server_error", None, "Upstream error.") if status >= 500
-        else ("invalid_request_error", None, "Request failed."))
-    text = message if message is not None else default.format(model=model or "unknown")
-    return dumps({"error": {"message": text, "type": kind, "code": code}})
+    def chunk_delay(self, reply: Any) -> float:
+        """Seconds to wait between SSE events."""
 
+    def models(self) -> List[str]:
+        """The models ``GET /v1/models`` lists."""
 
-def models_body(models: Iterable[str]) -> bytes:
-    """The ``GET /v1/models`` list."""
-    return dumps({"object": "list", "data": [
-        {"id": m, "object": "model", "created": 0, "owned_by": "llmroute-fake"} for m in models]})
+    def answered(self, ticket: Ticket, status: int) -> None:
+        """Record the status sent."""
 
+    def lost(self, ticket: Ticket) -> None:
+        """Record a client that left before its answer was complete."""
 
-def last_user_text(messages: Sequence[Any]) -> str:
-    """The text of the last user message (string or content parts), or ``""``."""
-    for message in reversed(messages):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
-            return "" if content is None else str(content)
-    return ""
-
-
-def default_content(model: str, messages: Sequence[Any]) -> str:
-    """The deterministic, readable default answer: which model, and what it replies to."""
-    words = last_user_text(messages).split()
-    quote = " ".join(words[:QUOTED_WORDS]) + ("..." if len(words) > QUOTED_WORDS else "")
-    return "[fake:%s] Reply to: %s" % (model, quote or "(no user message)")
-
-
-def completion_limit(request: Mapping[str, Any]) -> Optional[int]:
-    """``max_completion_tokens`` or ``max_tokens`` when a positive integer, else ``None``."""
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = request.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def split_pieces(content: str) -> List[str]:
-    """Stream pieces of about a word each, whose concatenation is exactly ``content``."""
-    return _PIECE.findall(content) or ([content] if content else [])
-
-
-def normalize_tool_calls(tool_calls: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
-    """Fill in ``id`` and ``type`` and turn dict arguments into the JSON string OpenAI sends."""
-    calls = []
-    for i, call in enumerate(tool_calls):
-        function = dict(call.get("function") or {})
-        arguments = function.get("arguments", "")
-        if not isinstance(arguments, str):
-            arguments = _ENCODE(arguments)
-        calls.append({"id": call.get("id") or "call_fake_%d" % i,
-                      "type": call.get("type") or "function",
-                      "function": {"name": str(function.get("name", "")), "arguments": arguments}})
-    return calls
-
-
-def plan_answer(reply: Any, request: Mapping[str, Any], model: str) -> Answer:
-    """Decide the content, tool calls, finish reason and usage of a 2xx answer.
-
-    ``reply`` is a ``testing.Reply``. Content longer than the request's token limit is cut to
-    that many words with ``finish_reason="length"`` and reports exactly the limit as usage.
-    """
-    messages = request.get("messages") or []
-    tool_calls = normalize_tool_calls(reply.tool_calls) if reply.tool_calls else None
-    finish = "tool_calls" if tool_calls else "stop"
-    if reply.stream_chunks is not None:
-        pieces = list(reply.stream_chunks)
-        content: Optional[str] = "".join(pieces)
-        completion = estimate_tokens(content)
-    else:
-        content = reply.content
-        if content is None and tool_calls is None:
-            content = default_content(model, messages)
-        completion = estimate_tokens(content or "")
-        limit = completion_limit(request)
-        if content and limit is not None and completion > limit:
-            last = next(itertools.islice(_WORD.finditer(content), limit - 1, None), None)
-            content = content[:last.end()] if last is not None else content
-            completion, finish = limit, "length"
-        pieces = split_pieces(content or "")
-    for call in tool_calls or ():
-        completion += estimate_tokens(call["function"]["name"])
-        completion += estimate_tokens(call["function"]["arguments"])
-    if reply.usage is False:
-        usage = None
-    elif reply.usage is not None:
-        usage = dict(reply.usage)
-    else:
-        prompt = estimate_tokens(messages)
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-                 "total_tokens": prompt + completion}
-    return Answer(content, tool_calls, reply.finish_reason or finish, usage, pieces)
-
-
-def completion_body(answer: Answer, model: str, completion_id: str, created: int) -> bytes:
-    """A whole ``chat.completion`` object."""
-    message: Dict[str, Any] = {"role": "assistant", "content": answer.content}
-    if answer.tool_calls:
-        message["tool_calls"] = answer.tool_calls
-    body: Dict[str, Any] = {
-        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason}],
-    }
-    if answer.usage is not None:
-        body["usage"] = answer.usage
-    return dumps(body)
-
-
-class StreamEvents(NamedTuple):
-    """SSE events: the role delta, the content/tool deltas (what ``cut_after`` counts), the end."""
-
-    head: bytes
-    deltas: List[bytes]
-    tail: List[bytes]
-
-
-def stream_events(answer: Answer, model: str, completion_id: str, created: int,
-                  include_usage: bool) -> StreamEvents:
-    """The ``chat.completion.chunk`` events of a streamed answer, each a ``data:`` line."""
-    base = '{"id":%s,"object":"chat.completion.chunk","created":%d,"model":%s,' % (
-        _ENCODE(completion_id), created, _ENCODE(model))
-
-    def event(delta: Dict[str, Any], finish: Optional[str] = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return ("data: %s\"choices\":[%s]}\n\n" % (base, _ENCODE(choice))).encode("utf-8")
-
-    deltas = [event({"content": piece}) for piece in answer.pieces]
-    for index, call in enumerate(answer.tool_calls or ()):
-        function = call["function"]
-        deltas.append(event({"tool_calls": [{"index": index, "id": call["id"], "type": call["type"],
-                                             "function": {"name": function["name"],
-                                                          "arguments": ""}}]}))
-        arguments = function["arguments"]
-        size = max(1, -(-len(arguments) // ARGUMENT_PIECES))
-        for start in range(0, len(arguments), size):
-            deltas.append(event({"tool_calls": [
-                {"index": index, "function": {"arguments": arguments[start:start + size]}}]}))
-    tail = [event({}, answer.finish_reason)]
-    if include_usage and answer.usage is not None:
-        tail.append(("data: %s\"choices\":[],\"usage\":%s}\n\n" % (
-            base, _ENCODE(answer.usage))).encode("utf-8"))
-    tail.append(_DONE)
-    return StreamEvents(event({"role": "assistant", "content": ""}), deltas, tail)
-
-
-# -- the wire -------------------------------------------------------------------------------
+    def finish(self, ticket: Ticket) -> None:
+        """Stop counting the request in flight (idempotent)."""
 
 
 class Server(ThreadingHTTPServer):
@@ -242,8 +78,8 @@ class Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: Any, gateway: Any) -> None:
-        self.gateway = gateway
+    def __init__(self, address: Any, backend: Backend) -> None:
+        self.backend = backend
         self._conn_lock = threading.Lock()  # guards _connections
         self._connections: Dict[socket.socket, threading.Thread] = {}
         super().__init__(address, Handler)
@@ -290,6 +126,17 @@ class Server6(Server):
     address_family = socket.AF_INET6
 
 
+def route_of(path: str) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+    """``(route, allowed method, model id)`` for a path; ``(None, None, None)`` if unknown."""
+    if path in _ROUTES:
+        route, method = _ROUTES[path]
+        return route, method, None
+    for prefix in _MODEL_PREFIXES:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return "model", "GET", urllib.parse.unquote(path[len(prefix):])
+    return None, None, None
+
+
 def chat_problem(payload: Any, bad_json: bool, model: Optional[str]) -> Optional[str]:
     """Why a chat request body is unusable (the 400 message), or ``None``."""
     if bad_json or not isinstance(payload, dict):
@@ -299,6 +146,9 @@ def chat_problem(payload: Any, bad_json: bool, model: Optional[str]) -> Optional
     messages = payload.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         return "messages must be a list of message objects"
+    if replies.choice_count(payload) is None:
+        return "n must be an integer from 1 to %d, got %r" % (replies.MAX_CHOICES,
+                                                              payload.get("n"))
     return None
 
 
@@ -312,20 +162,45 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Quiet: no line per request on stderr."""
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method without a do_<METHOD> with an HTML 501; every method
+        # (GET, POST, HEAD, OPTIONS, PROPFIND...) goes through _dispatch instead, which answers
+        # JSON with 404 or 405.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+    def send_error(self, code: int, message: Optional[str] = None,
+                   explain: Optional[str] = None) -> None:
+        """A request http.server could not parse (bad request line, huge headers): JSON too."""
+        self.close_connection = True
+        body = replies.error_body(code, message or _REASONS.get(code, "Bad request"))
+        head = self._head(code, {}, "", {"Content-Type": "application/json",
+                                         "Content-Length": str(len(body))})
+        try:
+            self.wfile.write(head + (b"" if self.command == "HEAD" else body))
+        except OSError:
+            pass
 
     def _dispatch(self) -> None:
-        gw = self.server.gateway
+        ticket: Optional[Ticket] = None
+        try:
+            ticket = self._serve()
+        finally:
+            if ticket is not None:
+                self.server.backend.finish(ticket)
+
+    def _serve(self) -> Ticket:
+        backend = self.server.backend
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        headers = dict(self.headers.items())
         try:
             raw = self._read_body()
         except ValueError as err:
             self.close_connection = True
-            ticket = gw._record(self.command, path, dict(self.headers.items()), None, b"", None)
-            return self._send(ticket, 400, error_body(400, str(err)))
+            ticket = backend.receive(self.command, path, headers, None, b"", None)
+            self._send(ticket, 400, replies.error_body(400, str(err)))
+            return ticket
         payload: Any = None
         bad_json = False
         if raw:
@@ -335,23 +210,31 @@ class Handler(BaseHTTPRequestHandler):
                 bad_json = True
         model = payload.get("model") if isinstance(payload, dict) else None
         model = model if isinstance(model, str) and model else None
-        ticket = gw._record(self.command, path, dict(self.headers.items()), payload, raw, model)
-        if gw.api_key is not None and self.headers.get("Authorization") != "Bearer " + gw.api_key:
-            return self._send(ticket, 401, error_body(401))
-        route = _ROUTES.get(path)
+        ticket = backend.receive(self.command, path, headers, payload, raw, model)
+        if not backend.authorized(ticket.record):
+            self._send(ticket, 401, replies.error_body(401))
+            return ticket
+        route, wanted, model_id = route_of(path)
         if route is None:
             message = "Unknown request URL: %s %s" % (self.command, path)
-            return self._send(ticket, 404, error_body(404, message))
-        wanted = "POST" if route == "chat" else "GET"
-        if self.command != wanted:
+            self._send(ticket, 404, replies.error_body(404, message))
+        elif self.command != wanted:
             message = "%s %s is not allowed; use %s" % (self.command, path, wanted)
-            return self._send(ticket, 405, error_body(405, message))
-        if route == "models":
-            return self._send(ticket, 200, models_body(gw.models()))
-        problem = chat_problem(payload, bad_json, model)
-        if problem is not None:
-            return self._send(ticket, 400, error_body(400, problem))
-        self._answer(ticket, gw._next_reply(ticket.record), payload, model)
+            self._send(ticket, 405, replies.error_body(405, message), {"Allow": wanted})
+        elif route == "models":
+            self._send(ticket, 200, replies.models_body(backend.models()))
+        elif route == "model":
+            if model_id in backend.models():
+                self._send(ticket, 200, replies.model_body(model_id))
+            else:
+                self._send(ticket, 404, replies.unknown_model_body(model_id))
+        else:
+            problem = chat_problem(payload, bad_json, model)
+            if problem is not None:
+                self._send(ticket, 400, replies.error_body(400, problem))
+            else:
+                self._answer(ticket, backend.next_reply(ticket.record), payload, model)
+        return ticket
 
     def _read_body(self) -> bytes:
         length = self.headers.get("Content-Length")
@@ -373,11 +256,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.rfile.readline(65537)
         return b""
 
-    def _answer(self, ticket: Any, reply: Any, payload: Dict[str, Any], model: str) -> None:
-        gw = self.server.gateway
-        delay = gw._delay_for(model, reply)
+    def _answer(self, ticket: Ticket, reply: Any, payload: Dict[str, Any], model: str) -> None:
+        backend = self.server.backend
+        delay = backend.delay_for(model, reply)
         if delay > 0:
-            if gw._closing.wait(delay):
+            if backend.closing.wait(delay):
                 return self._drop()
             if self._client_gone():
                 return self._lost(ticket)
@@ -385,27 +268,29 @@ class Handler(BaseHTTPRequestHandler):
             return self._drop()
         headers = reply.headers or {}
         if reply.body is not None or reply.json is not None:
-            body = reply.body if reply.json is None else dumps(reply.json)
+            body = reply.body if reply.json is None else replies.dumps(reply.json)
             data = body.encode("utf-8") if isinstance(body, str) else body
             return self._send(ticket, reply.status, data, headers, reply.cut_after)
         if not 200 <= reply.status < 300:
-            body = error_body(reply.status, reply.content, model)
+            body = replies.error_body(reply.status, reply.content, model, headers)
             return self._send(ticket, reply.status, body, headers, reply.cut_after)
-        answer = plan_answer(reply, payload, model)
+        answer = replies.plan_answer(reply, payload, model)
         completion_id = "chatcmpl-" + ticket.record.request_id[4:]
         if payload.get("stream"):
             options = payload.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            events = stream_events(answer, model, completion_id, int(time.time()),
-                                   include_usage)
+            events = replies.stream_events(answer, model, completion_id, int(time.time()),
+                                           include_usage)
             return self._stream(ticket, reply, events, headers)
-        body = completion_body(answer, model, completion_id, int(time.time()))
+        body = replies.completion_body(answer, model, completion_id, int(time.time()))
         self._send(ticket, reply.status, body, headers, reply.cut_after)
 
     def _head(self, status: int, headers: Mapping[str, str], request_id: str,
               defaults: Mapping[str, str]) -> bytes:
         merged = {k.lower(): (k, v) for k, v in defaults.items()}
-        merged["x-request-id"] = ("x-request-id", request_id)
+        merged["date"] = ("Date", email.utils.formatdate(usegmt=True))
+        if request_id:
+            merged["x-request-id"] = ("x-request-id", request_id)
         merged.update((k.lower(), (k, str(v))) for k, v in headers.items())
         if self.close_connection:
             merged["connection"] = ("Connection", "close")
@@ -413,21 +298,30 @@ class Handler(BaseHTTPRequestHandler):
         lines.extend("%s: %s" % kv for kv in merged.values())
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def _send(self, ticket: Any, status: int, body: bytes,
+    def _send(self, ticket: Ticket, status: int, body: bytes,
               headers: Optional[Mapping[str, str]] = None, cut_after: Optional[int] = None) -> None:
-        """A whole response in one write; ``cut_after`` sends only that many body bytes."""
-        self.server.gateway._update(ticket, answered_status=status)
+        """A whole response in one write; ``cut_after`` sends only that many body bytes.
+
+        A HEAD request gets the headers (``Content-Length`` included) and no body.
+        """
+        backend = self.server.backend
+        backend.answered(ticket, status)
         head = self._head(status, headers or {}, ticket.record.request_id, {
             "Content-Type": "application/json", "Content-Length": str(len(body))})
+        if self.command == "HEAD":
+            body = b""
+        # Out of flight before the last byte leaves: a client that sends its next request
+        # after reading this answer never finds this one still counted.
+        backend.finish(ticket)
         if cut_after is not None:
             self._write(ticket, head + body[:cut_after])
             return self._drop()
         self._write(ticket, head + body)
 
-    def _stream(self, ticket: Any, reply: Any, events: StreamEvents,
+    def _stream(self, ticket: Ticket, reply: Any, events: replies.StreamEvents,
                 headers: Mapping[str, str]) -> None:
         """SSE, one event per write, watching for a client that went away between events."""
-        gw = self.server.gateway
+        backend = self.server.backend
         chunked = self.request_version != "HTTP/1.0"
         if not chunked:
             self.close_connection = True
@@ -436,26 +330,29 @@ class Handler(BaseHTTPRequestHandler):
         if chunked:
             defaults["Transfer-Encoding"] = "chunked"
         frame = (lambda e: b"%x\r\n%s\r\n" % (len(e), e)) if chunked else (lambda e: e)
-        gw._update(ticket, answered_status=reply.status)
+        backend.answered(ticket, reply.status)
         head = self._head(reply.status, headers, ticket.record.request_id, defaults)
         if not self._write(ticket, head + frame(events.head)):
             return None
-        pause = gw.chunk_delay + reply.chunk_delay
+        pause = backend.chunk_delay(reply)
         cut = reply.cut_after
-        for i, event in enumerate(events.deltas + events.tail):
+        remaining = events.deltas + events.tail
+        for i, event in enumerate(remaining):
             if cut is not None and i >= min(cut, len(events.deltas)):
                 return self._drop()
-            if pause and gw._closing.wait(pause):
+            if pause and backend.closing.wait(pause):
                 return self._drop()
             if self._client_gone():
                 return self._lost(ticket)
-            if not self._write(ticket, frame(event)):
+            data = frame(event)
+            if i == len(remaining) - 1:  # [DONE] and the end of the chunked body, together
+                backend.finish(ticket)  # out of flight before the last byte, as in _send
+                data += b"0\r\n\r\n" if chunked else b""
+            if not self._write(ticket, data):
                 return None
-        if chunked:
-            self._write(ticket, b"0\r\n\r\n")
         return None
 
-    def _write(self, ticket: Any, data: bytes) -> bool:
+    def _write(self, ticket: Ticket, data: bytes) -> bool:
         try:
             self.wfile.write(data)
             return True
@@ -463,11 +360,11 @@ class Handler(BaseHTTPRequestHandler):
             self._lost(ticket)
             return False
 
-    def _lost(self, ticket: Any) -> None:
+    def _lost(self, ticket: Ticket) -> None:
         """Record a client that left before its answer was complete (unless close() did it)."""
         self.close_connection = True
-        if not self.server.gateway._closing.is_set():
-            self.server.gateway._update(ticket, disconnected=True)
+        if not self.server.backend.closing.is_set():
+            self.server.backend.lost(ticket)
 
     def _client_gone(self) -> bool:
         """Whether the client closed its end (EOF or reset), without blocking or reading."""

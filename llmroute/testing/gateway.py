@@ -1,44 +1,63 @@
 """FakeGateway: an OpenAI-compatible chat server on a loopback address, for tests and demos.
 
-It answers ``/v1/chat/completions`` (JSON or SSE) with deterministic replies, plays scripted
-``Reply`` values per model in order (errors, delays, drops, cut streams) and records every
-request. Standard library only, so it also serves benchmarks and offline tries::
+It answers ``/v1/chat/completions`` (JSON or SSE), ``/v1/models`` and ``/v1/models/{id}`` with
+deterministic replies that follow the request (``n``, ``tool_choice``, ``response_format``),
+plays scripted ``Reply`` values per model in order (errors, delays, drops, cut streams) and
+records every request with its credentials redacted. Standard library only, so it also serves
+benchmarks and offline tries::
 
     with FakeGateway() as gw:
         gw.script("gpt-5.4", Reply(status=429, headers={"Retry-After": "1"}), Reply(content="ok"))
         ...  # point a client at gw.base_url
         assert [r.answered_status for r in gw.requests_for("gpt-5.4")] == [429, 200]
 
-``python -m llmroute.testing --port 0`` serves one from the command line (see ``main``).
+``python -m llmroute.testing --port 0`` serves one from the command line.
 """
 from __future__ import annotations
 
-import argparse
-import collections
 import dataclasses
+import hashlib
+import hmac
 import ipaddress
 import itertools
-import json
 import logging
 import math
-import os
+import secrets
 import selectors
-import signal
 import socket
-import stat
-import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-from . import _server as _wire
+from . import _server
+from ._state import Recorder, Script, Ticket
 
-__all__ = ["FakeGateway", "Reply", "RecordedRequest", "main"]
+__all__ = ["FakeGateway", "Reply", "RecordedRequest"]
 
 logger = logging.getLogger(__name__)
 
 #: How long close() waits for the accept loop and for each handler thread to finish.
 CLOSE_JOIN_SECONDS = 1.0
+#: Request headers whose values carry credentials: the log keeps only their scheme.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+#: What a credential's value becomes in the log (after its scheme, e.g. "Bearer [REDACTED]").
+REDACTED = "[REDACTED]"
+
+# Keys the HMAC of a received bearer token: per process, never stored with a record, so a
+# record holds nothing from which a key could be read back or checked offline.
+_TOKEN_SECRET = secrets.token_bytes(32)
+
+
+def _token_digest(token: str) -> bytes:
+    return hmac.new(_TOKEN_SECRET, token.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+
+def redact(name: str, value: str) -> str:
+    """A header value fit for the request log: credentials keep only their scheme."""
+    if name.lower() not in CREDENTIAL_HEADERS:
+        return value
+    scheme, _, token = value.strip().partition(" ")
+    return "%s %s" % (scheme, REDACTED) if token.strip() else REDACTED
 
 
 def _non_negative(name: str, value: Any) -> float:
@@ -103,7 +122,12 @@ _DEFAULT_REPLY = Reply()
 
 @dataclasses.dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the gateway saw it; ``time`` is ``time.monotonic()`` at arrival."""
+    """One request as the gateway saw it; ``time`` is ``time.monotonic()`` at arrival.
+
+    Credential headers (``Authorization``, ``Proxy-Authorization``, ``api-key``,
+    ``x-api-key``) are stored redacted (``"Bearer [REDACTED]"``); ``bearer_matches(key)``
+    tells whether a given key was the bearer token sent.
+    """
 
     time: float
     method: str
@@ -115,14 +139,41 @@ class RecordedRequest:
     request_id: str = ""
     answered_status: Optional[int] = None
     disconnected: bool = False
+    # HMAC of the bearer token sent (None: no bearer token); never shown, never compared.
+    _bearer_digest: Optional[bytes] = dataclasses.field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def received(cls, method: str, path: str, headers: Mapping[str, str], payload: Any,
+                 raw: bytes, model: Optional[str], request_id: str) -> "RecordedRequest":
+        """The record of a request just read off the wire: credentials redacted, time now."""
+        digest = None
+        for name, value in headers.items():
+            if name.lower() == "authorization":
+                scheme, _, token = value.strip().partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    digest = _token_digest(token.strip())
+        redacted = {name: redact(name, value) for name, value in headers.items()}
+        return cls(time.monotonic(), method, path, model, redacted, payload, raw, request_id,
+                   _bearer_digest=digest)
 
     def header(self, name: str, default: Optional[str] = None) -> Optional[str]:
-        """A request header by case-insensitive name."""
+        """A request header by case-insensitive name (credentials come back redacted)."""
         wanted = name.lower()
         for key, value in self.headers.items():
             if key.lower() == wanted:
                 return value
         return default
+
+    def bearer_matches(self, key: str) -> bool:
+        """Whether the request sent ``Authorization: Bearer <key>``; compared in constant time.
+
+        Raises ``ValueError`` if ``key`` is not a string.
+        """
+        if not isinstance(key, str):
+            raise ValueError("key must be a str, got %s" % type(key).__name__)
+        if self._bearer_digest is None:
+            return False
+        return hmac.compare_digest(self._bearer_digest, _token_digest(key.strip()))
 
     @property
     def stream(self) -> bool:
@@ -149,7 +200,9 @@ class FakeGateway:
     Use as a context manager, or ``start()`` / ``close()`` (both idempotent). Answers come from
     the model's script, then the any-model script, then ``responder(request)``, then the
     default reply. ``latency`` (or ``model_latency[model]``) and ``chunk_delay`` are added to
-    every completion and stream; a Reply's own ``delay``/``chunk_delay`` add to them.
+    every completion and stream; a Reply's own ``delay``/``chunk_delay`` add to them. With
+    ``api_key`` set, a request without ``Authorization: Bearer <api_key>`` gets a 401.
+    ``in_flight`` and ``max_in_flight`` count the requests being served at once.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0,
@@ -159,6 +212,10 @@ class FakeGateway:
                  models: Sequence[str] = ()) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError("port must be an int 0-65535, got %r" % (port,))
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+            raise ValueError("api_key must be a non-empty str or None, got %s"
+                             % ("an empty str" if isinstance(api_key, str)
+                                else type(api_key).__name__))
         self.host = _loopback(host)
         self._port = port
         self.latency = _non_negative("latency", latency)
@@ -168,19 +225,11 @@ class FakeGateway:
         self.api_key = api_key
         self.responder = responder
         self._closing = threading.Event()  # set by close(); every delay waits on it
-        self._scripts_lock = threading.Lock()  # guards _scripts and _any_script
-        self._scripts: Dict[str, Deque[Reply]] = {}
-        self._any_script: Deque[Reply] = collections.deque()
-        # Guards _records, _generation, _disconnects and _models; waited on by wait_for_*.
-        self._records_cond = threading.Condition()
-        self._records: List[RecordedRequest] = []
-        self._generation = 0
-        self._disconnects = 0
-        self._declared = list(models)
-        self._models: Dict[str, None] = dict.fromkeys(self._declared)
+        self._script = Script()
+        self._recorder = Recorder(models)
         self._ids = itertools.count(1)
         self._state_lock = threading.Lock()  # guards the start/close transitions
-        self._server: Optional[_wire.Server] = None
+        self._server: Optional[_server.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._wake: Optional[Any] = None
         self._closed = False
@@ -193,8 +242,8 @@ class FakeGateway:
             if self._closed:
                 raise RuntimeError("this FakeGateway is closed; create a new one")
             if self._server is None:
-                cls = _wire.Server6 if ":" in self.host else _wire.Server
-                server = cls((self.host, self._port), self)
+                cls = _server.Server6 if ":" in self.host else _server.Server
+                server = cls((self.host, self._port), Backstage(self))
                 server.socket.setblocking(False)
                 self._wake = socket.socketpair()
                 self._server = server
@@ -268,7 +317,7 @@ class FakeGateway:
 
     def __repr__(self) -> str:
         where = self.base_url if self._server is not None else "not started"
-        return "FakeGateway(%s, requests=%d)" % (where, len(self._records))
+        return "FakeGateway(%s, requests=%d)" % (where, self._recorder.count)
 
     # -- scripting ---------------------------------------------------------------------------
 
@@ -284,14 +333,9 @@ class FakeGateway:
             if not isinstance(reply, Reply):
                 raise TypeError("script() takes Reply or str values, got %r" % (reply,))
             queued.append(reply)
-        with self._scripts_lock:
-            if model is None:
-                self._any_script.extend(queued)
-            else:
-                self._scripts.setdefault(model, collections.deque()).extend(queued)
+        self._script.add(model, queued)
         if model is not None:
-            with self._records_cond:
-                self._models.setdefault(model, None)
+            self._recorder.note_model(model)
 
     def script_any(self, *replies: Union[Reply, str]) -> None:
         """Queue replies for whichever model is asked next."""
@@ -299,27 +343,19 @@ class FakeGateway:
 
     def pending(self) -> int:
         """How many scripted replies are still queued (all models)."""
-        with self._scripts_lock:
-            return len(self._any_script) + sum(len(q) for q in self._scripts.values())
+        return self._script.pending()
 
     def reset(self) -> None:
-        """Forget scripts, records and the disconnect count."""
-        with self._scripts_lock:
-            self._scripts.clear()
-            self._any_script.clear()
-        with self._records_cond:
-            self._records = []
-            self._generation += 1
-            self._disconnects = 0
-            self._models = dict.fromkeys(self._declared)
+        """Forget scripts, records and the disconnect count; restart ``max_in_flight``."""
+        self._script.clear()
+        self._recorder.reset()
 
     # -- records -----------------------------------------------------------------------------
 
     @property
     def requests(self) -> List[RecordedRequest]:
         """A copy of every request so far, in arrival order."""
-        with self._records_cond:
-            return list(self._records)
+        return self._recorder.records()
 
     def requests_for(self, model: str) -> List[RecordedRequest]:
         """The recorded requests that asked for ``model``."""
@@ -328,55 +364,63 @@ class FakeGateway:
     @property
     def disconnects(self) -> int:
         """How many clients went away before their answer was complete."""
-        with self._records_cond:
-            return self._disconnects
+        return self._recorder.disconnects
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served now: from arrival until just before the answer's last byte
+        is sent (or the connection is dropped), delays and streams included."""
+        return self._recorder.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests ``in_flight`` at once since the gateway was created or ``reset()``.
+
+        A client that starts its next request after reading an answer is never counted twice,
+        so ``max_in_flight <= N`` proves a client-side concurrency cap of N held.
+        """
+        return self._recorder.max_in_flight
 
     def wait_for_disconnect(self, timeout: float = 2.0, count: int = 1) -> bool:
         """Wait until ``count`` disconnects are recorded; ``False`` if ``timeout`` passed first."""
-        with self._records_cond:
-            return self._records_cond.wait_for(lambda: self._disconnects >= count, timeout)
+        return self._recorder.wait_for(lambda r: r.disconnects >= count, timeout)
 
     def wait_for_requests(self, count: int, timeout: float = 2.0) -> bool:
         """Wait until ``count`` requests have arrived; ``False`` if ``timeout`` passed first."""
-        with self._records_cond:
-            return self._records_cond.wait_for(lambda: len(self._records) >= count, timeout)
+        return self._recorder.wait_for(lambda r: r.count >= count, timeout)
+
+    def wait_for_in_flight(self, count: int, timeout: float = 2.0) -> bool:
+        """Wait until ``count`` requests are being served at once; ``False`` on timeout."""
+        return self._recorder.wait_for(lambda r: r.in_flight >= count, timeout)
 
     def models(self) -> List[str]:
         """Declared, scripted and requested models, in the order first seen."""
-        with self._records_cond:
-            return list(self._models)
+        return self._recorder.models()
 
-    def _record(self, method: str, path: str, headers: Dict[str, str], payload: Any,
-                raw: bytes, model: Optional[str]) -> "_Ticket":
-        request_id = "req_fake_%06d" % next(self._ids)
-        with self._records_cond:
-            record = RecordedRequest(time.monotonic(), method, path, model, headers, payload,
-                                     raw, request_id)
-            self._records.append(record)
-            if model is not None:
-                self._models.setdefault(model, None)
-            self._records_cond.notify_all()
-            return _Ticket(record, self._generation, len(self._records) - 1)
 
-    def _update(self, ticket: "_Ticket", **changes: Any) -> None:
-        with self._records_cond:
-            if ticket.generation != self._generation:
-                return  # reset() ran meanwhile: that record is gone
-            self._records[ticket.index] = dataclasses.replace(
-                self._records[ticket.index], **changes)
-            if changes.get("disconnected"):
-                self._disconnects += 1
-            self._records_cond.notify_all()
+class Backstage:
+    """The gateway as its server sees it: the ``_server.Backend`` interface, nothing more."""
 
-    def _next_reply(self, record: RecordedRequest) -> Reply:
+    def __init__(self, gateway: FakeGateway) -> None:
+        self._gateway = gateway
+        self.closing = gateway._closing
+
+    def receive(self, method: str, path: str, headers: Dict[str, str], payload: Any,
+                raw: bytes, model: Optional[str]) -> Ticket:
+        request_id = "req_fake_%06d" % next(self._gateway._ids)
+        record = RecordedRequest.received(method, path, headers, payload, raw, model, request_id)
+        return self._gateway._recorder.add(record)
+
+    def authorized(self, record: RecordedRequest) -> bool:
+        key = self._gateway.api_key
+        return key is None or record.bearer_matches(key)
+
+    def next_reply(self, record: RecordedRequest) -> Reply:
         """The model's script, then the any-model script, then the responder, then default."""
-        with self._scripts_lock:
-            queue = self._scripts.get(record.model or "")
-            if queue:
-                return queue.popleft()
-            if self._any_script:
-                return self._any_script.popleft()
-        responder = self.responder
+        reply = self._gateway._script.next(record.model)
+        if reply is not None:
+            return reply
+        responder = self._gateway.responder
         if responder is None:
             return _DEFAULT_REPLY
         try:
@@ -391,86 +435,21 @@ class FakeGateway:
                                              "or None" % (reply,))
         return reply
 
-    def _delay_for(self, model: Optional[str], reply: Reply) -> float:
-        return self.model_latency.get(model or "", self.latency) + reply.delay
+    def delay_for(self, model: Optional[str], reply: Reply) -> float:
+        gateway = self._gateway
+        return gateway.model_latency.get(model or "", gateway.latency) + reply.delay
 
+    def chunk_delay(self, reply: Reply) -> float:
+        return self._gateway.chunk_delay + reply.chunk_delay
 
-class _Ticket:
-    """Where a handler's record lives, so it can be updated unless reset() intervened."""
+    def models(self) -> List[str]:
+        return self._gateway.models()
 
-    __slots__ = ("record", "generation", "index")
+    def answered(self, ticket: Ticket, status: int) -> None:
+        self._gateway._recorder.update(ticket, answered_status=status)
 
-    def __init__(self, record: RecordedRequest, generation: int, index: int) -> None:
-        self.record, self.generation, self.index = record, generation, index
+    def lost(self, ticket: Ticket) -> None:
+        self._gateway._recorder.update(ticket, disconnected=True)
 
-
-# -- command line ----------------------------------------------------------------------------
-
-
-class _Stop(Exception):
-    """Raised by the SIGTERM/SIGINT handler to leave the serving wait."""
-
-
-def _raise_stop(signum: int, frame: Any) -> None:
-    raise _Stop()
-
-
-def _watch_stdin(stop: threading.Event) -> None:
-    """Stop when stdin closes, if stdin is a pipe or terminal (a /dev/null stdin is ignored)."""
-    try:
-        fd = sys.stdin.fileno()
-        mode = os.fstat(fd).st_mode
-    except (OSError, ValueError, AttributeError):
-        return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
-        return
-
-    def read_until_eof() -> None:
-        # os.read, not sys.stdin: a daemon thread blocked inside sys.stdin's buffer lock makes
-        # the interpreter abort at exit ("could not acquire lock ... at interpreter shutdown").
-        try:
-            while os.read(fd, 65536):
-                pass
-        except OSError:
-            pass
-        stop.set()
-
-    threading.Thread(target=read_until_eof, daemon=True, name="FakeGateway-stdin").start()
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Serve a FakeGateway until SIGTERM/SIGINT or stdin closes; print its base URL first."""
-    parser = argparse.ArgumentParser(
-        prog="python -m llmroute.testing",
-        description="Serve a fake OpenAI-compatible gateway on a loopback address. The first "
-                    "line of stdout is its base URL; it stops on SIGTERM, SIGINT or when a "
-                    "piped stdin closes.")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="loopback address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between SSE events")
-    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
-    args = parser.parse_args(argv)
-    try:
-        gateway = FakeGateway(host=args.host, port=args.port, latency=args.latency,
-                              chunk_delay=args.chunk_delay, api_key=args.api_key).start()
-    except (ValueError, OSError) as err:
-        parser.error(str(err))
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        print(gateway.base_url, flush=True)
-        _watch_stdin(stop)
-        stop.wait()
-    except _Stop:
-        pass
-    finally:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        gateway.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    def finish(self, ticket: Ticket) -> None:
+        self._gateway._recorder.finish(ticket)

@@ -3,10 +3,10 @@
 1,000 calls to a FakeGateway answering after 50 ms, run in a separate process so its work does
 not share our GIL, with 32 workers: the ideal is ceil(1000 / 32) * 0.05 s = 1.6 s. Rounds
 alternate between ``llmroute.batch(client.chat)`` and 32 threads doing ``session.post`` on a
-pool of 32, so machine noise hits both alike; the script prints the median of each and its
-ratio to the ideal. Bounded: a fixed number of calls and rounds.
+pool of 32, so machine noise hits both alike; the rows give the median of the per-round ratios
+to the ideal and their spread. Bounded: a fixed number of calls and rounds.
 
-    python tests/bench/bench_batch.py [--items 1000] [--workers 32] [--latency 0.05] [--rounds 3]
+    python tests/bench/bench_batch.py [--items 1000] [--workers 32] [--latency 0.05] [--rounds 5]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import requests  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
 
 import llmroute  # noqa: E402
-from llmroute.batch import batch  # noqa: E402
+from llmroute.batching import batch  # noqa: E402
 
 KEY = "sk-bench-0000000000"
 MODEL = "gpt-5.4"
@@ -88,37 +88,49 @@ def run_raw(base_url, items, workers):
     return elapsed
 
 
+def rows(items: int = 1000, workers: int = 32, latency: float = 0.05, rounds: int = 5) -> list:
+    """Table rows: batch() and a bare pool of requests, each against the ideal wall time."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _table import Row, interleave, ratio_text, ratios, verdict
+
+    ideal = math.ceil(items / workers) * latency
+    proc, base_url = start_gateway(latency)
+    try:
+        got = interleave([("batch", lambda: run_batch(base_url, items, workers)[0]),
+                          ("raw", lambda: run_raw(base_url, items, workers))], rounds, 120.0)
+    finally:
+        proc.stdin.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+    bench = ("batch, %d calls, %d workers, gateway answering after %.0f ms (FakeGateway, own "
+             "process), %d rounds" % (items, workers, latency * 1000, len(got["batch"])))
+    ideal_s = [ideal] * len(got["batch"])
+    out = []
+    for name, measure, goal in (
+            ("batch", "llmroute.batch(client.chat) wall time / ideal ceil(n/workers) × latency",
+             ("<=", 1.15)),
+            ("raw", "ThreadPoolExecutor + requests session.post wall time / ideal", None)):
+        ratio, spread = ratio_text(ratios(got[name], ideal_s))
+        out.append(Row(bench, measure, "%.3f s" % statistics.median(got[name]),
+                       "%.3f s ideal" % ideal, ratio, spread,
+                       verdict(float(ratio[:-1]), *goal) if goal else ""))
+    ratio, spread = ratio_text(ratios(got["batch"], got["raw"]))
+    out.append(Row(bench, "llmroute.batch / ThreadPoolExecutor + requests",
+                   "%.3f s" % statistics.median(got["batch"]),
+                   "%.3f s" % statistics.median(got["raw"]), ratio, spread, ""))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    ideal = math.ceil(args.items / args.workers) * args.latency
-    proc, base_url = start_gateway(args.latency)
-    ours, raw, last = [], [], None
-    try:
-        for _ in range(args.rounds):
-            elapsed, last = run_batch(base_url, args.items, args.workers)
-            ours.append(elapsed)
-            raw.append(run_raw(base_url, args.items, args.workers))
-    finally:
-        proc.stdin.close()
-        proc.terminate()
-        proc.wait(timeout=10)
-    ours_s, raw_s = statistics.median(ours), statistics.median(raw)
-    print("%d items, %d workers, gateway latency %.0f ms in a separate process, %d rounds"
-          % (args.items, args.workers, args.latency * 1000, args.rounds))
-    print("ideal wall time ceil(%d/%d) x %.3fs:        %.3f s" % (args.items, args.workers,
-                                                              args.latency, ideal))
-    print("llmroute.batch(client.chat):             %.3f s  ratio %.3f (goal <= 1.15)  rounds %s"
-          % (ours_s, ours_s / ideal, ", ".join("%.3f" % t for t in ours)))
-    print("raw ThreadPoolExecutor + session.post:   %.3f s  ratio %.3f               rounds %s"
-          % (raw_s, raw_s / ideal, ", ".join("%.3f" % t for t in raw)))
-    print("batch / raw:                             %.3f" % (ours_s / raw_s))
-    print("last batch: p50 %.1f ms, p99 %.1f ms, %.0f items/s"
-          % (last.p50, last.p99, last.throughput))
+    from _table import print_rows
+
+    print_rows(rows(args.items, args.workers, args.latency, args.rounds))
 
 
 if __name__ == "__main__":

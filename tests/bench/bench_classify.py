@@ -79,14 +79,15 @@ def _prompt_2000(instruction: str, body: str) -> str:
     return text[:2000]
 
 
-def _adversarial() -> None:
+def _adversarial_rows() -> list:
     """Absolute times of the linear-time test's families: 100 KB and 1 MB, best of 3."""
+    from _table import Row
     from test_classify_linear import FAMILIES
 
     clf = Classifier(long_context_tokens=10 ** 9)  # the text path, not the length shortcut
     clf.classify("warm up")
-    print()
-    print("%-28s %12s %12s %7s" % ("adversarial family", "100 KB", "1 MB", "ratio"))
+    bench = "classifier on adversarial text (linear time)"
+    out = []
     worst = 0.0
     for name in sorted(FAMILIES):
         times = []
@@ -99,61 +100,69 @@ def _adversarial() -> None:
                 best = min(best, time.perf_counter() - start)
             times.append(best)
         worst = max(worst, times[1])
-        print("%-28s %9.1f ms %9.1f ms %7.1f" % (name, times[0] * 1e3, times[1] * 1e3,
-                                                times[1] / times[0]))
-    print("slowest 1 MB classification: %.1f ms" % (worst * 1e3))
+        out.append(Row(bench, "%s: 1 MB (100 KB; 1 MB / 100 KB)" % name,
+                       "%.1f ms" % (times[1] * 1e3), "%.1f ms" % (times[0] * 1e3),
+                       "%.1f×" % (times[1] / times[0]), "", "≤ 15×"))
+    out.append(Row(bench, "slowest 1 MB classification", "%.1f ms" % (worst * 1e3), "", "", "",
+                   "well under 1 s"))
+    return out
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    adversarial = "--no-adversarial" not in args
-    args = [a for a in args if a != "--no-adversarial"]
-    path = args[0] if args else str(DEFAULT_FILE)
+SAMPLES = {
+    "English": ("Summarize the article below in three bullet points.",
+                "Officials said the new rail line will open next spring, cutting travel times "
+                "between the two cities by almost an hour, while critics pointed to its cost. "),
+    "Chinese": ("请总结下面这篇文章的主要内容。",
+                "近年来，越来越多的年轻人选择回到家乡创业，他们利用电商平台销售家乡特产，带动了当地经济发展。"),
+    "Japanese": ("次の記事を3行で要約してください。",
+                 "政府は来年度から、高校の授業料を所得に関係なく無償化する方針を固めた。対象は全国の高校生である。"),
+    "code": ("Why does this function return None?",
+             "def total(rows):\n    for row in rows:\n        if row['paid'] == True:\n"
+             "            s = s + row['amount']\n"),
+}
+
+
+def rows(path: Optional[str] = None, adversarial: bool = True) -> list:
+    """Table rows: macro-F1 and prompts/s over the dev set, per-call time of 2,000 chars (best
+    batch and the median of 200 single calls), and the adversarial families."""
+    from _table import Row
+
+    path = path or str(DEFAULT_FILE)
     items = load_jsonl(path)
     texts = [it.text for it in items]
     clf = Classifier()
-    ours = lambda text: clf.classify(text).task.value  # noqa: E731
+    ours = lambda text: clf.classify(text).label  # noqa: E731
     clf.classify("warm up: load the tables")
-
     ours_f1 = evaluate(items, ours).macro_f1
     base_f1 = evaluate(items, baseline_classify).macro_f1
     ours_rate = _best_rate(ours, texts)
     base_rate = _best_rate(baseline_classify, texts)
-    mean_len = sum(len(t) for t in texts) / len(texts)
-
-    print("file: %s (%d prompts, mean %.0f chars)" % (path, len(texts), mean_len))
-    print("%-34s %14s %14s %9s" % ("", "keyword clf", "naive baseline", "ratio"))
-    print("%-34s %14.3f %14.3f %+9.3f" % ("macro-F1", ours_f1, base_f1, ours_f1 - base_f1))
-    print("%-34s %14.0f %14.0f %9.3f" % ("prompts/s over the file", ours_rate, base_rate,
-                                         ours_rate / base_rate))
-    samples = {
-        "2,000-char prompt, English": _prompt_2000(
-            "Summarize the article below in three bullet points.",
-            "Officials said the new rail line will open next spring, cutting travel times "
-            "between the two cities by almost an hour, while critics pointed to its cost. "),
-        "2,000-char prompt, Chinese": _prompt_2000(
-            "请总结下面这篇文章的主要内容。",
-            "近年来，越来越多的年轻人选择回到家乡创业，他们利用电商平台销售家乡特产，带动了当地经济发展。"),
-        "2,000-char prompt, Japanese": _prompt_2000(
-            "次の記事を3行で要約してください。",
-            "政府は来年度から、高校の授業料を所得に関係なく無償化する方針を固めた。対象は全国の高校生である。"),
-        "2,000-char prompt, code": _prompt_2000(
-            "Why does this function return None?",
-            "def total(rows):\n    for row in rows:\n        if row['paid'] == True:\n"
-            "            s = s + row['amount']\n"),
-    }
-    for name, text in samples.items():
+    bench = "classifier vs first-match baseline (%d dev prompts)" % len(texts)
+    out = [Row(bench, "macro-F1 (difference)", "%.3f" % ours_f1, "%.3f" % base_f1,
+               "%+.3f" % (ours_f1 - base_f1), "", ""),
+           Row(bench, "prompts/s over the file (best of %d)" % REPEATS, "%.0f/s" % ours_rate,
+               "%.0f/s" % base_rate, "%.3f×" % (ours_rate / base_rate), "", "")]
+    for name, (instruction, body) in SAMPLES.items():
+        text = _prompt_2000(instruction, body)
         ours_us = _best_call_us(ours, text)
         base_us = _best_call_us(baseline_classify, text)
-        print("%-34s %11.0f us %11.1f us %9.1f" % (name + " (per call)", ours_us, base_us,
-                                                   ours_us / base_us))
-    print("ratio = keyword clf / baseline (F1: difference)")
-    print()
-    print("median of 200 single calls (target < 300 us):")
-    for name, text in samples.items():
-        print("  %-32s %8.0f us" % (name, _median_call_us(ours, text)))
+        out.append(Row(bench, "one 2,000-char prompt, %s (time per call)" % name,
+                       "%.0f µs" % ours_us, "%.1f µs" % base_us,
+                       "%.1f×" % (ours_us / base_us), "", ""))
+        out.append(Row(bench, "one 2,000-char prompt, %s (median of 200 calls)" % name,
+                       "%.0f µs" % _median_call_us(ours, text), "", "", "", "< 300 µs"))
     if adversarial:
-        _adversarial()
+        out.extend(_adversarial_rows())
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    from _table import print_rows
+
+    adversarial = "--no-adversarial" not in args
+    args = [a for a in args if a != "--no-adversarial"]
+    print_rows(rows(args[0] if args else None, adversarial))
     return 0
 
 
