@@ -56,7 +56,7 @@ class RouteResult(ChatResult):
     "context_fit", "budget") and ``tried``: (model, error or skip reason) of each model passed
     over, in order."""
 
-    task: Any = None
+    task: Any = None  # a TaskType, or the str label of a custom task
     classification: Any = None
     reason: str = ""
     routed_via: str = "primary"
@@ -108,16 +108,42 @@ def _check_deadline(deadline: Any) -> Optional[float]:
     return checks.number("deadline", deadline, above=0, allow_none=True)
 
 
-def _task_name(task: Any) -> str:
+def _task_name(task: Any, known: Sequence[str]) -> str:
     name = getattr(task, "value", task)
-    if not isinstance(name, str) or name not in TASKS:
-        raise ValueError("unknown task %r; known tasks: %s" % (task, ", ".join(TASKS)))
+    if not isinstance(name, str) or name not in known:
+        raise ValueError("unknown task %r; known tasks: %s" % (task, ", ".join(known)))
     return name
 
 
 def _as_task_type(name: str) -> Any:
+    """A built-in label as its TaskType; a custom task's label stays the string."""
     from .classification import TaskType
-    return TaskType(name)
+    return TaskType(name) if name in TASKS else name
+
+
+def _custom_labels(classifier: Any) -> Tuple[str, ...]:
+    """The custom task labels ``classifier`` can give (``Classifier.custom_labels``; none for
+    the default classifier or a plain function). Raises ``ValueError`` for one that is a
+    built-in label."""
+    labels = tuple(getattr(classifier, "custom_labels", ()) or ())
+    clash = [label for label in labels if label in TASKS]
+    if clash:
+        raise ValueError("classifier: custom task %r has the name of a built-in task"
+                         % (clash[0],))
+    return labels
+
+
+def _check_routes_match(routes: Mapping[str, Any], custom: Tuple[str, ...]) -> None:
+    """Both directions: a route for a task the classifier cannot give, or a custom task of
+    the classifier without a route, is a ``ValueError``."""
+    extra = [task for task in routes if task not in TASKS and task not in custom]
+    if extra:
+        raise ValueError("unknown task %r in routes: the classifier cannot give it (known "
+                         "tasks: %s)" % (extra[0], ", ".join(TASKS + custom)))
+    missing = [task for task in custom if task not in routes]
+    if missing:
+        raise ValueError("the classifier's custom task %r has no route: give "
+                         "routes={%r: [model, ...]}" % (missing[0], missing[0]))
 
 
 def _describe(error: BaseException) -> str:
@@ -165,6 +191,9 @@ class Router:
 
     ``health_backend`` (a Redis URL or client) shares the cooldowns with every process of
     ``namespace``: a model failing for one worker is skipped by all until its probe succeeds.
+    A ``classifier`` with custom tasks (``Classifier(tasks=...)``) needs a route for each of
+    them, and a route for a task the classifier cannot give is refused (``ValueError``);
+    ``RouteResult.task`` is then the custom label, a ``str``.
     """
 
     def __init__(self, client: Client, *, routes: RoutesSpec = None,
@@ -185,7 +214,11 @@ class Router:
                              % (classifier,))
         checks.callable_("clock", clock, allow_none=True)
         self.client = client
-        self.routes: RouteTable = load_routes(routes)
+        custom = _custom_labels(classifier)
+        if routes is None or isinstance(routes, Mapping):  # in the classifier's terms
+            _check_routes_match(routes or {}, custom)
+        self.routes: RouteTable = load_routes(routes, tasks=custom)
+        _check_routes_match(self.routes, custom)
         self.priority = _check_priority(priority)
         self.max_cost_usd = _check_cap(max_cost_usd)
         self.budget = budget
@@ -202,7 +235,9 @@ class Router:
     def from_file(cls, client: Client, path: Union[str, "os.PathLike[str]"],
                   **kwargs: Any) -> "Router":
         """A router whose routes are read from a JSON file over the defaults."""
-        return cls(client, routes=RouteTable.from_file(path, base=load_routes()), **kwargs)
+        custom = _custom_labels(kwargs.get("classifier"))
+        return cls(client, routes=RouteTable.from_file(path, base=load_routes(tasks=()),
+                                                       tasks=custom), **kwargs)
 
     # Observation --------------------------------------------------------------------------------
     def health(self) -> Mapping[str, ModelHealth]:
@@ -240,14 +275,14 @@ class Router:
     def _task(self, messages: Messages, task: Any, tools: Any) -> Tuple[str, Any, str]:
         """(task name, Classification or None, how the task was decided, for the reason)."""
         if task is not None:
-            name = _task_name(task)
+            name = _task_name(task, tuple(self.routes))
             return name, None, "task %s (given)" % name
         try:
             found = self._classify(messages, tools)
         except ValueError as err:  # e.g. no user message: nothing to read, route as general
             log.debug("classification failed (%s); routing as general", err)
             return "general", None, "general prompt (unclassifiable: %s)" % err
-        name = _task_name(found.task)
+        name = _task_name(found.task, tuple(self.routes))
         if tools and name != "function_calling":
             return "function_calling", found, "function_calling (tools given)"
         cues = ", ".join(found.matched[:_REASON_CUES]) or "no cues"

@@ -12,18 +12,19 @@ import copy
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 from . import presets
+from .classification.labels import TASK_LABELS, check_custom_label
 
 __all__ = ["TASKS", "Route", "RouteTable", "default_routes", "load_routes"]
 
-#: The task labels a route may be given for (the values of ``llmroute.classify.TaskType``).
-TASKS = ("code", "math", "summarization", "creative_writing", "extraction", "general",
-         "function_calling", "long_context")
+#: The built-in task labels, each of which has a route (``llmroute.TaskType``'s values); a
+#: table may add routes for custom task labels (``RouteTable(..., tasks=("translation",))``).
+TASKS = TASK_LABELS
 
 _DEFAULT_PATH = Path(__file__).with_name("data") / "routes.json"
 # "comment" lets a JSON file say why a route is what it is; it is read and ignored.
@@ -34,14 +35,21 @@ RoutesSpec = Union[None, str, "os.PathLike[str]", Mapping[str, Any], "RouteTable
 
 @dataclass(frozen=True)
 class Route:
-    """One task's models, most preferred first, and its read-only request parameters."""
+    """One task's models, most preferred first, and its read-only request parameters.
+
+    ``custom=True`` makes it the route of a custom task label (``Classifier(tasks=...)``);
+    otherwise ``task`` must be one of ``TASKS``."""
 
     task: str
     models: Tuple[str, ...]
     params: Mapping[str, Any]
+    custom: InitVar[bool] = False
 
-    def __post_init__(self) -> None:
-        _check_task(self.task, "Route")
+    def __post_init__(self, custom: bool = False) -> None:
+        if custom:
+            check_custom_label(self.task, "Route")
+        else:
+            _check_task(self.task, "Route")
         object.__setattr__(self, "models", _check_models(self.task, self.models, "Route"))
         if not isinstance(self.params, Mapping):
             raise ValueError("Route params must be a mapping, got %r" % (self.params,))
@@ -53,10 +61,10 @@ class Route:
         return copy.deepcopy(dict(self.params))
 
 
-def _check_task(task: Any, where: str) -> str:
-    if not isinstance(task, str) or task not in TASKS:
+def _check_task(task: Any, where: str, known: Tuple[str, ...] = TASKS) -> str:
+    if not isinstance(task, str) or task not in known:
         raise ValueError("unknown task %r in %s; known tasks: %s"
-                         % (task, where, ", ".join(TASKS)))
+                         % (task, where, ", ".join(known)))
     return task
 
 
@@ -113,7 +121,7 @@ def _build_route(task: str, spec: Any, base: Optional[Route], where: str) -> Rou
         else:
             _check_json_value(value, "route %r in %s: param %r" % (task, where, key))
             params[key] = copy.deepcopy(value)
-    return Route(task, models, MappingProxyType(params))
+    return Route(task, models, MappingProxyType(params), custom=task not in TASKS)
 
 
 def _check_json_value(value: Any, what: str, depth: int = 0) -> None:
@@ -132,29 +140,35 @@ def _check_json_value(value: Any, what: str, depth: int = 0) -> None:
 
 
 class RouteTable(Mapping[str, Route]):
-    """An immutable mapping task -> Route; every task of ``TASKS`` has a route."""
+    """An immutable mapping task -> Route; every task of ``TASKS`` has a route, and so does
+    every custom task label in ``tasks`` (a route for any other label is a ``ValueError``)."""
 
     def __init__(self, routes: Mapping[str, Any], *, base: Optional["RouteTable"] = None,
-                 where: str = "routes") -> None:
+                 where: str = "routes", tasks: Sequence[str] = ()) -> None:
         if not isinstance(where, str):
             raise ValueError("where must be a string naming the source, got %r" % (where,))
         if not isinstance(routes, Mapping):
             raise ValueError("%s must map task names to routes, got %r" % (where, routes))
         if base is not None and not isinstance(base, RouteTable):
             raise ValueError("base must be a RouteTable or None, got %r" % (base,))
+        custom = _custom_tasks(tasks, base)
+        known = TASKS + custom
         table: Dict[str, Route] = dict(base._routes) if base is not None else {}
         for task, spec in routes.items():
-            _check_task(task, where)
+            _check_task(task, where, known)
             table[task] = _build_route(task, spec, table.get(task), where)
-        missing = [task for task in TASKS if task not in table]
+        missing = [task for task in known if task not in table]
         if missing:
-            raise ValueError("%s has no route for %s" % (where, ", ".join(missing)))
+            raise ValueError("%s has no route for %s%s" % (
+                where, "custom task " if missing[0] in custom else "", ", ".join(missing)))
+        self.custom_tasks: Tuple[str, ...] = custom
         self._routes: Mapping[str, Route] = MappingProxyType(
-            {task: table[task] for task in TASKS})
+            {task: table[task] for task in known})
 
     @classmethod
     def from_file(cls, path: Union[str, "os.PathLike[str]"], *,
-                  base: Optional["RouteTable"] = None) -> "RouteTable":
+                  base: Optional["RouteTable"] = None,
+                  tasks: Sequence[str] = ()) -> "RouteTable":
         """Read ``{"routes": {...}}`` (or the bare ``{task: route}`` object) from a JSON file."""
         if not isinstance(path, (str, os.PathLike)):
             raise ValueError("path must be a file path (str or os.PathLike), got %r" % (path,))
@@ -167,7 +181,7 @@ class RouteTable(Mapping[str, Route]):
             raise ValueError("routes file %s is not valid JSON: %s" % (path, err)) from None
         if isinstance(data, Mapping) and "routes" in data:
             data = data["routes"]
-        return cls(data, base=base, where=str(path))
+        return cls(data, base=base, where=str(path), tasks=tasks)
 
     def models(self) -> Tuple[str, ...]:
         """Every model of every route, each once, in table order."""
@@ -187,6 +201,17 @@ class RouteTable(Mapping[str, Route]):
             "%s=%s" % (task, "→".join(route.models)) for task, route in self._routes.items())
 
 
+def _custom_tasks(tasks: Any, base: Optional[RouteTable]) -> Tuple[str, ...]:
+    """The custom labels a table takes: those of ``base``, then ``tasks`` (checked names)."""
+    if isinstance(tasks, (str, bytes)) or not isinstance(tasks, (list, tuple)):
+        raise ValueError("tasks must be a list of custom task labels, got %r" % (tasks,))
+    found = list(base.custom_tasks) if base is not None else []
+    for task in tasks:
+        if task not in found:
+            found.append(check_custom_label(task, "tasks"))
+    return tuple(found)
+
+
 _default: Optional[RouteTable] = None
 
 
@@ -198,15 +223,16 @@ def default_routes() -> RouteTable:
     return _default
 
 
-def load_routes(routes: RoutesSpec = None) -> RouteTable:
-    """The default table overlaid by ``routes``: a mapping, a JSON file path or a RouteTable."""
+def load_routes(routes: RoutesSpec = None, tasks: Sequence[str] = ()) -> RouteTable:
+    """The default table overlaid by ``routes``: a mapping, a JSON file path or a RouteTable;
+    ``tasks`` are the custom task labels it may (and must) route."""
     if routes is None:
-        return default_routes()
+        return RouteTable({}, base=default_routes(), tasks=tasks) if tasks else default_routes()
     if isinstance(routes, RouteTable):
         return routes
     if isinstance(routes, (str, os.PathLike)):
-        return RouteTable.from_file(routes, base=default_routes())
+        return RouteTable.from_file(routes, base=default_routes(), tasks=tasks)
     if not isinstance(routes, Mapping):
         raise ValueError("routes must map task names to routes (or be None, a JSON file path "
                          "or a RouteTable), got %r" % (routes,))
-    return RouteTable(routes, base=default_routes())
+    return RouteTable(routes, base=default_routes(), tasks=tasks)

@@ -127,3 +127,44 @@ def test_baseline_follows_the_comparison_rules():
     assert baseline("Summarize it, then write more") == "summarization"
     assert baseline("Write an essay") == "creative_writing"
     assert baseline("Extract the names") == "general"
+
+
+def test_per_source_groups_by_the_part_before_the_hash(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"text": "a", "label": "code", "source": "org/repo/file.jsonl#1"},
+            {"text": "b", "label": "math", "source": "org/repo/file.jsonl#2"},
+            {"text": "c", "label": "math", "source": "authored#7"},
+            {"text": "d", "label": "math"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    report = evaluate(load_jsonl(str(path)), _answers({"a": "code", "b": "code", "c": "math",
+                                                       "d": "math"}))
+    assert report.per_source["org/repo/file.jsonl"][:2] == (2, 0.5)
+    assert report.per_source["authored"][:2] == (1, 1.0)
+    assert report.per_source["?"][0] == 1
+    assert "per source (worst accuracy first):" in format_report(report)
+
+
+def test_calibration_buckets_confidence_and_reports_the_confident_share():
+    items = _items(("a", "code", "en"), ("b", "math", "en"), ("c", "math", "en"),
+                   ("d", "general", "en"))
+    answers = {"a": ("code", 0.95), "b": ("code", 0.85), "c": ("math", 0.3),
+               "d": ("general", 1.0)}
+    report = evaluate(items, _answers(answers))
+    assert report.calibration == {0.2: (1, 1.0), 0.8: (1, 0.0), 0.9: (2, 1.0)}
+    assert report.confident(0.8) == (0.75, 2 / 3)
+    text = format_report(report)
+    assert "calibration (confidence bucket -> accuracy):" in text
+    assert "[0.9, 1.0] n=2     accuracy 1.000" in text
+    assert "confidence >= 0.8: 75.0% of items, accuracy 0.667" in text
+
+
+def test_labels_come_from_the_one_list():
+    import llmroute.classification.evaluate as ev
+    from llmroute.classification import TASK_LABELS, TaskType
+
+    assert TASK_LABELS == tuple(t.value for t in TaskType)
+    report = evaluate(_items(("a", "translation", "en"), ("b", "code", "en")),
+                      _answers({"a": "translation", "b": "long_context"}))
+    assert report.labels == ("code", "long_context", "translation")  # built-ins first
+    assert not any(isinstance(v, tuple) and "summarization" in v
+                   for k, v in vars(ev).items() if not k.startswith("__"))

@@ -1,46 +1,24 @@
-"""Cue tables for the task classifier: read the JSON data, merge user additions, compile, match.
+"""Compiled cue tables for the task classifier and how they match.
 
-A language table (``llmroute/data/keywords/<lang>.json``)::
-
-    {"lang": "en", "script": "latin",
-     "negate_before": ["don't", ...], "negate_after": [...],
-     "cues":     {"code": {"python": 2.0, "how many": {"w": 1.5, "needs": "numbers"}}, ...},
-     "patterns": {"math": {"how-many": {"re": "\\bhow (?:many|much)", "w": 2.0}}, ...},
-     "combos":   {"code": {"write+function": {"all": ["write", "function"], "w": 2.0}}}}
-
-``cues`` are literals (lower case; Latin ones match whole words with an optional plural
-``s``/``es``, CJK ones match as substrings), ``patterns`` are regular expressions (ASCII
-``\\b``/``\\w``) for what a literal cannot say, ``combos`` fire when all their terms occur close
-together. Each table's literals compile into one trie-shaped regex, so a scan is one pass.
-``structural.json`` holds the cues that keywords miss (code fences, stack traces, equations).
+Each table's literals compile into one trie-shaped regex, so a scan is one pass; Latin
+literals match whole words with an optional plural ``s``/``es``, CJK ones as substrings. The
+JSON format they are read from is described in ``_loading.py``.
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["TEXT_LABELS", "WORD_CHARS", "Cue", "Combo", "StructuralCue", "Table", "Tables",
-           "load_tables", "search", "structural_cues"]
+__all__ = ["WORD_CHARS", "Cue", "Combo", "StructuralCue", "Table", "Tables", "search",
+           "literal_regex", "word_regex"]
 
-#: The labels a text can get (function_calling / long_context come from the request).
-TEXT_LABELS = ("code", "math", "summarization", "creative_writing", "extraction", "general")
 #: ASCII word characters: what may not touch a Latin cue on either side.
 WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
-_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keywords")
-_LANGUAGE_FILES = ("en.json", "ko.json", "zh.json", "ja.json")
-_STRUCTURAL_FILE = "structural.json"
-_SCRIPTS = ("latin", "cjk")
-#: How close (in characters) the terms of a combo must be, unless the combo says otherwise.
-DEFAULT_COMBO_NEAR = 40
 #: How far before a cue a negator may stand ("I don't need a summary": 10 characters).
 _NEGATION_WINDOW = {"latin": 16, "cjk": 8}
 _CLAUSE_END = re.compile(r"[.!?。！？\n,，、;；:：—–()（）]|\s-\s|\b(?:but|just|only|instead)\b")
-_CJK_RE = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u9fff\uac00-\ud7af]")
-_FLAGS = {"ascii": re.ASCII, "ignorecase": re.IGNORECASE, "multiline": re.MULTILINE}
 
 
 @dataclass(frozen=True)
@@ -70,6 +48,7 @@ class StructuralCue:
     pattern: "re.Pattern[str]"
     gate: Tuple[str, ...]
     word_start: bool
+    digits: bool = False  # searched only when the text holds a digit
 
 
 @dataclass(frozen=True)
@@ -86,6 +65,10 @@ class Table:
     combos: Tuple[Combo, ...]
     negate_before: Optional["re.Pattern[str]"]
     negate_after: Optional["re.Pattern[str]"]
+    #: question words ("who", "언제", "どこ", "哪"): a question about a passage asks to find
+    interrogative: Optional["re.Pattern[str]"] = None
+    #: how/why words: a question with one asks for an explanation, not for a text
+    explanation: Optional["re.Pattern[str]"] = None
 
     def lookup(self, word: str) -> Optional[Tuple[Cue, ...]]:
         """The cues of a matched literal, forgiving a plural ``s``/``es`` in Latin script."""
@@ -152,259 +135,25 @@ class Tables:
     structural: Tuple[StructuralCue, ...]
 
 
+#: A character that is not an ASCII word character: where the next word can start.
+_NON_WORD = re.compile(r"[^A-Za-z0-9_]")
+
+
 def search(pattern: "re.Pattern[str]", text: str, start: int = 0, end: Optional[int] = None,
            word_start: bool = False) -> "Optional[re.Match[str]]":
-    """``pattern.search`` within [start, end); with ``word_start``, only where a word starts."""
+    """``pattern.search`` within [start, end); with ``word_start``, only where a word starts.
+
+    A match inside a word is skipped along with the rest of that word (no later position in
+    it can start one), so the retries stay linear in the length of the text."""
     end = len(text) if end is None else end
     while True:
         m = pattern.search(text, start, end)
         if m is None or not word_start or not m.start() or text[m.start() - 1] not in WORD_CHARS:
             return m
-        start = m.start() + 1
-
-
-_A = re.ASCII
-
-
-def _has(*parts: str) -> Callable[[str], bool]:
-    return lambda text: any(p in text for p in parts)
-
-
-# -- structural detection -------------------------------------------------------------------
-
-#: Code syntax is counted over lines: statement ends, operators, keyword-led lines.
-_SYNTAX_END = re.compile(r"[;{}][ \t]*(?:\n|$)")
-_SYNTAX_OPS = re.compile(r"[=!<>]=|&&|\|\||->|=>|::|\+\+")
-_HAS_OPS = _has("==", "!=", "<=", ">=", "&&", "||", "->", "=>", "::", "++")
-_SYNTAX_KW = re.compile(r"\n[ \t]*(?:if|for|while|return|elif|else|try|except|catch|switch|const|"
-                        r"let|var|func|fn|public|private|print|echo)\b[^\n]*[:;{(=]", _A)
-#: The name before a "(" that makes it a call: ``x_or_y(``, ``os.path.join(``, ``print(``.
-_CALL_NAME = re.compile(r"[A-Za-z_][\w.]*$", _A)
-
-
-def structural_cues(tables: Tables, text: str) -> List[Tuple[str, str, float, int]]:
-    """(label, cue, weight, position of first match) of the structural cues in ``text``: the
-    table's regexes (each behind its gate) and the counts that a regex cannot express."""
-    found = []
-    gated = "\n" + text  # so a gate "\ndef " also sees a prompt that starts with "def "
-    for sc in tables.structural:
-        if not sc.gate or any(g in gated for g in sc.gate):
-            m = search(sc.pattern, text, word_start=sc.word_start)
-            if m is not None:
-                found.append((sc.cue.label, sc.cue.name, sc.cue.weight, m.start()))
-    ends = _SYNTAX_END.findall(text) if (";" in text or "{" in text or "}" in text) else ()
-    ops = _SYNTAX_OPS.findall(text) if _HAS_OPS(text) else ()
-    kws = _SYNTAX_KW.findall(gated) if "\n" in text else ()
-    lines = len(ends) + len(ops) + len(kws)
-    if lines >= 2:
-        found.append(("code", "code:syntax", 1.0 if lines < 4 else 2.0 if lines < 8 else 3.0, 0))
-    pos = _math_function(text)
-    if pos >= 0:
-        found.append(("math", "math:function", 2.0, pos))
-    calls = _calls(text)
-    if calls:
-        found.append(("code", "code:call", 1.0 if len(calls) < 3 else 2.0, calls[0]))
-    return found
-
-
-#: After a function name: what makes ``sin(x)``, ``log_2 8``, ``sin x``, ``lim_{x->0}`` math.
-_FUNC_TAIL = {name: re.compile(tail, _A) for names, tail in (
-    (("sin", "cos", "tan"), r"\s*(?:\(|\^|[0-9]|[a-zθ]\b)"),
-    (("log", "ln", "exp", "sqrt"), r"\s*(?:\(|_|\^|[0-9])"),
-    (("lim",), r"\s*_")) for name in names}
-
-
-def _math_function(text: str) -> int:
-    """Position of a function of analysis (``sin x``, ``log_2``, ``lim_``), else -1; a find()
-    per name is much faster than a regex scan for names that hide in words ("business")."""
-    for name, tail in _FUNC_TAIL.items():
-        i = text.find(name)
-        while i >= 0:
-            if (not i or text[i - 1] not in WORD_CHARS) and tail.match(text, i + len(name)):
-                return i
-            i = text.find(name, i + 1)
-    return -1
-
-
-def _calls(text: str, limit: int = 3) -> List[int]:
-    """Positions of up to ``limit`` calls like ``x_or_y(7, 3)``: the name has ``_`` or ``.``
-    or is 3+ lower-case letters, and the parenthesis closes on the same line."""
-    found: List[int] = []
-    i = text.find("(")
-    while i > 0 and len(found) < limit:
-        m = _CALL_NAME.search(text, max(0, i - 40), i)
-        if m is not None and (not m.start() or text[m.start() - 1] not in WORD_CHARS):
-            name = m.group()
-            close = text.find(")", i, i + 82)
-            if close > 0 and "\n" not in text[i:close] and (
-                    "_" in name or "." in name.strip(".") or (len(name) >= 3 and name.islower())):
-                found.append(m.start())
-        i = text.find("(", i + 1)
-    return found
-
-
-# -- reading and validating -------------------------------------------------------------------
-
-def _read_json(path: str) -> Dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as err:
-        raise ValueError("cannot read keywords file %r: %s" % (path, err)) from err
-    except json.JSONDecodeError as err:
-        raise ValueError("keywords file %r is not valid JSON: %s" % (path, err)) from err
-    if not isinstance(data, dict):
-        raise ValueError("keywords file %r must hold a JSON object" % (path,))
-    return data
-
-
-def _check_label(label: Any, where: str) -> str:
-    if label not in TEXT_LABELS:
-        raise ValueError("%s: unknown label %r (expected one of %s)"
-                         % (where, label, ", ".join(TEXT_LABELS)))
-    return label
-
-
-def _entry(value: Any, where: str) -> Tuple[float, Optional[str], Mapping[str, Any]]:
-    """(weight, needs, raw object) of an entry given as a number or ``{"w": ..., ...}``."""
-    raw = value if isinstance(value, dict) else {}
-    w = raw.get("w", 1.0) if isinstance(value, dict) else value
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or w != w:
-        raise ValueError("%s: weight must be a number, got %r" % (where, w))
-    needs = raw.get("needs")
-    if needs not in (None, "numbers"):
-        raise ValueError("%s: 'needs' must be \"numbers\", got %r" % (where, needs))
-    return float(w), needs, raw
-
-
-def _phrase(phrase: Any, where: str) -> str:
-    if not isinstance(phrase, str) or not phrase.strip():
-        raise ValueError("%s: a cue must be a non-empty string" % where)
-    return " ".join(phrase.lower().split())
-
-
-def _compile_pattern(source: Any, where: str, flags: int = re.ASCII) -> "re.Pattern[str]":
-    if not isinstance(source, str) or not source:
-        raise ValueError("%s: 're' must be a non-empty string" % where)
-    try:
-        compiled = re.compile(source, flags)
-    except re.error as err:
-        raise ValueError("%s: bad regular expression: %s" % (where, err)) from err
-    if compiled.groups:
-        raise ValueError("%s: use (?:...) instead of capturing groups" % where)
-    return compiled
-
-
-def _section(data: Mapping[str, Any], key: str, where: str) -> Iterable[Tuple[str, Mapping]]:
-    section = data.get(key, {})
-    if not isinstance(section, dict):
-        raise ValueError("%s: %r must be an object of labels" % (where, key))
-    for label, entries in section.items():
-        _check_label(label, "%s: %s" % (where, key))
-        if not isinstance(entries, dict):
-            raise ValueError("%s: %s[%r] must be an object" % (where, key, label))
-        yield label, entries
-
-
-class _Draft:
-    """A language table while tables are read and merged; frozen by :meth:`compile`."""
-
-    def __init__(self, lang: str, script: str) -> None:
-        if script not in _SCRIPTS:
-            raise ValueError("table %r: script must be one of %s" % (lang, _SCRIPTS))
-        self.lang, self.script = lang, script
-        self.literals: Dict[Tuple[str, str], Tuple[float, Optional[str]]] = {}
-        self.patterns: Dict[Tuple[str, str], Tuple["re.Pattern[str]", float, Optional[str],
-                                                   bool]] = {}
-        self.combos: Dict[Tuple[str, str], Tuple[Tuple[str, ...], int, float]] = {}
-        self.negate_before: List[str] = []
-        self.negate_after: List[str] = []
-
-    def add(self, data: Mapping[str, Any], where: str) -> None:
-        """Merge a table object; an entry already present takes the new weight (0 disables)."""
-        for key in ("negate_before", "negate_after"):
-            words = data.get(key, [])
-            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-                raise ValueError("%s: %r must be a list of strings" % (where, key))
-            getattr(self, key).extend(w.lower() for w in words)
-        for label, entries in _section(data, "cues", where):
-            for phrase, value in entries.items():
-                spot = "%s: cue %r" % (where, phrase)
-                w, needs, _ = _entry(value, spot)
-                self.literals[(label, _phrase(phrase, spot))] = (w, needs)
-        for label, entries in _section(data, "patterns", where):
-            for name, value in entries.items():
-                spot = "%s: pattern %r" % (where, name)
-                if not isinstance(value, dict):
-                    raise ValueError("%s: must be an object with 're' and 'w'" % spot)
-                w, needs, _ = _entry(value, spot)
-                source = value.get("re")
-                # A leading \b is checked after the match (see Table.patterns).
-                word_start = isinstance(source, str) and source.startswith("\\b")
-                compiled = _compile_pattern(source[2:] if word_start else source, spot)
-                self.patterns[(label, str(name))] = (compiled, w, needs, word_start)
-        for label, entries in _section(data, "combos", where):
-            for name, value in entries.items():
-                spot = "%s: combo %r" % (where, name)
-                terms = value.get("all") if isinstance(value, dict) else None
-                if (not isinstance(terms, list) or len(terms) < 2
-                        or not all(isinstance(t, str) and t.strip() for t in terms)):
-                    raise ValueError("%s: 'all' must list two or more terms" % spot)
-                w, _, raw = _entry(value, spot)
-                near = raw.get("near", DEFAULT_COMBO_NEAR)
-                if isinstance(near, bool) or not isinstance(near, int) or near <= 0:
-                    raise ValueError("%s: 'near' must be a positive integer" % spot)
-                self.combos[(label, str(name))] = (tuple(_phrase(t, spot) for t in terms), near, w)
-
-    def compile(self) -> Table:
-        def cue(label: str, name: str, w: float, needs: Optional[str] = None) -> Cue:
-            return Cue("%s:%s:%s" % (label, self.lang, name), label, w, needs)
-
-        literals: Dict[str, List[Cue]] = {}
-        for (label, phrase), (w, needs) in self.literals.items():
-            literals.setdefault(phrase, [])
-            if w:  # a weight-0 literal still matches, so it shadows its substrings
-                literals[phrase].append(cue(label, phrase, w, needs))
-        combos = []
-        for (label, name), (terms, near, w) in self.combos.items():
-            for term in terms:
-                literals.setdefault(term, [])
-            if w:
-                combos.append(Combo(cue(label, name, w), terms, near))
-        return Table(
-            lang=self.lang, script=self.script,
-            literal_re=_literal_regex(sorted(literals), self.script),
-            literals={k: tuple(v) for k, v in literals.items()},
-            patterns=tuple((p, cue(label, name, w, needs), ws) for (label, name), (p, w, needs, ws)
-                           in self.patterns.items() if w),
-            combos=tuple(combos),
-            negate_before=_negators(self.negate_before, self.script),
-            negate_after=_negators(self.negate_after, self.script))
-
-
-def _structural(data: Mapping[str, Any], where: str) -> List[StructuralCue]:
-    entries = data.get("structural", [])
-    if not isinstance(entries, list):
-        raise ValueError("%s: 'structural' must be a list" % where)
-    found = []
-    for i, e in enumerate(entries):
-        spot = "%s: structural[%d]" % (where, i)
-        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
-            raise ValueError("%s: must be an object with a 'name'" % spot)
-        label = _check_label(e.get("label"), spot)
-        w, _, _ = _entry(e, spot)
-        flags = 0
-        for flag in e.get("flags", []):
-            if flag not in _FLAGS:
-                raise ValueError("%s: unknown flag %r" % (spot, flag))
-            flags |= _FLAGS[flag]
-        gate = e.get("gate", [])
-        if not isinstance(gate, list) or not all(isinstance(g, str) and g for g in gate):
-            raise ValueError("%s: 'gate' must be a list of non-empty strings" % spot)
-        found.append(StructuralCue(Cue(e["name"], label, w), _compile_pattern(e.get("re"), spot,
-                                                                              flags),
-                                   tuple(gate), bool(e.get("word_start", False))))
-    return found
+        gap = _NON_WORD.search(text, m.start(), end)
+        if gap is None:
+            return None
+        start = gap.end()
 
 
 # -- compiling --------------------------------------------------------------------------------
@@ -428,7 +177,7 @@ def _trie_regex(words: Iterable[str]) -> str:
     return build(trie)
 
 
-def _literal_regex(words: Sequence[str], script: str) -> Optional["re.Pattern[str]"]:
+def literal_regex(words: Sequence[str], script: str) -> Optional["re.Pattern[str]"]:
     if not words:
         return None
     body = _trie_regex(words)
@@ -439,73 +188,9 @@ def _literal_regex(words: Sequence[str], script: str) -> Optional["re.Pattern[st
     return re.compile(body)
 
 
-def _negators(words: Sequence[str], script: str) -> Optional["re.Pattern[str]"]:
+def word_regex(words: Sequence[str], script: str) -> Optional["re.Pattern[str]"]:
+    """One regex for a list of words (whole words in Latin script, substrings in CJK)."""
     if not words:
         return None
     body = _trie_regex(sorted(set(words)))
     return re.compile(r"(?<![a-z])" + body + r"(?![a-z])" if script == "latin" else body)
-
-
-# -- public entry -----------------------------------------------------------------------------
-
-def load_tables(extra_keywords: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                keywords_file: Optional[str] = None,
-                use_default_tables: bool = True) -> Tables:
-    """Read the shipped tables, merge a user file and user keywords, and compile them.
-
-    ``keywords_file`` is either a full table (with ``"cues"``/``"patterns"``/``"combos"`` and a
-    ``"lang"``: a shipped language is merged into, a new one needs ``"script"``; a
-    ``"structural"`` list is added too) or a plain ``{label: {phrase: weight}}`` object, like
-    ``extra_keywords``. A phrase already present for that label takes the new weight (``0``
-    switches it off); a new one joins a user table of its script. Raises ``ValueError`` naming
-    the bad file, label, phrase, weight or pattern.
-    """
-    drafts: Dict[str, _Draft] = {}
-    structural: List[StructuralCue] = []
-    if use_default_tables:
-        for name in _LANGUAGE_FILES:
-            data = _read_json(os.path.join(_DATA_DIR, name))
-            lang = str(data.get("lang", name.split(".")[0]))
-            drafts.setdefault(lang, _Draft(lang, str(data.get("script", "latin")))).add(
-                data, "keywords table %s" % name)
-        structural = _structural(_read_json(os.path.join(_DATA_DIR, _STRUCTURAL_FILE)),
-                                 "keywords table %s" % _STRUCTURAL_FILE)
-    if keywords_file is not None:
-        data = _read_json(os.fspath(keywords_file))
-        where = "keywords file %r" % (keywords_file,)
-        if any(k in data for k in ("cues", "patterns", "combos", "structural")):
-            lang = str(data.get("lang", "user"))
-            script = str(data.get("script") or (drafts[lang].script if lang in drafts else ""))
-            if any(k in data for k in ("cues", "patterns", "combos")):
-                if not script:
-                    raise ValueError("%s: a new table needs \"script\": \"latin\" or \"cjk\""
-                                     % where)
-                drafts.setdefault(lang, _Draft(lang, script)).add(data, where)
-            structural.extend(_structural(data, where))
-        else:
-            _merge_plain(drafts, data, where)
-    if extra_keywords:
-        if not isinstance(extra_keywords, Mapping):
-            raise ValueError("extra_keywords must map labels to {phrase: weight}")
-        _merge_plain(drafts, extra_keywords, "extra_keywords")
-    return Tables({lang: d.compile() for lang, d in drafts.items()}, tuple(structural))
-
-
-def _merge_plain(drafts: Dict[str, _Draft], data: Mapping[str, Any], where: str) -> None:
-    """Merge ``{label: {phrase: weight}}``: re-weight existing phrases, add new ones."""
-    for label, entries in data.items():
-        _check_label(label, where)
-        if not isinstance(entries, Mapping):
-            raise ValueError("%s[%r] must map phrases to weights" % (where, label))
-        for phrase, value in entries.items():
-            spot = "%s[%r][%r]" % (where, label, phrase)
-            phrase = _phrase(phrase, spot)
-            w, needs, _ = _entry(value, spot)
-            hits = [d for d in drafts.values() if (label, phrase) in d.literals]
-            for draft in hits:
-                draft.literals[(label, phrase)] = (w, needs)
-            if not hits:
-                script = "cjk" if _CJK_RE.search(phrase) else "latin"
-                lang = "user" if script == "latin" else "user-cjk"
-                drafts.setdefault(lang, _Draft(lang, script)).literals[(label, phrase)] = (
-                    w, needs)

@@ -117,6 +117,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priority", choices=jb.ROUTER_PRIORITIES, default="balanced",
                         help="how the router ranks models (default %(default)s)")
     parser.add_argument("--base-url", help="gateway URL (default: $LLMROUTE_BASE_URL)")
+    parser.add_argument("--tasks", metavar="FILE.json",
+                        help="custom task types for the classifier: "
+                             "{label: {language: {phrase: weight}}}")
+    parser.add_argument("--routes", metavar="FILE.json",
+                        help="routes over the default ones, a route for each custom task")
     parser.add_argument("--ledger", metavar="FILE",
                         help="record every call in this usage ledger (a SQLite file or a "
                              "postgresql:// URL; default: $LLMROUTE_LEDGER)")
@@ -223,7 +228,13 @@ def _prepare_output(args: argparse.Namespace) -> jb.OutputState:
 def _build_router(client: Client, args: argparse.Namespace, budget: Optional[Budget]) -> Any:
     from ..router import Router
 
-    return Router(client, priority=args.priority, max_cost_usd=args.max_cost_usd,
+    classifier = None
+    if getattr(args, "tasks", None):
+        from ..classification import Classifier
+
+        classifier = Classifier(tasks_file=args.tasks)
+    return Router(client, routes=getattr(args, "routes", None), classifier=classifier,
+                  priority=args.priority, max_cost_usd=args.max_cost_usd,
                   budget=budget, health_backend=args.redis, namespace=args.namespace)
 
 

@@ -33,6 +33,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--keywords", metavar="FILE.json",
                    help="a keyword table that adds to or re-weights the shipped ones")
+    p.add_argument("--tasks", metavar="FILE.json",
+                   help="custom tasks: {label: {language: {phrase: weight}}}")
     p.add_argument("--long-context-tokens", type=int, default=None, metavar="N",
                    help="estimated prompt tokens from which a prompt is long_context")
     p.add_argument("--errors", type=int, default=0, metavar="N",
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--errors must be 0 or more")
     try:
         classifier = Classifier(
-            keywords_file=args.keywords,
+            keywords_file=args.keywords, tasks_file=args.tasks,
             long_context_tokens=DEFAULT_LONG_CONTEXT_TOKENS if args.long_context_tokens is None
             else args.long_context_tokens)
     except ValueError as err:
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             items = load_jsonl(args.eval)
         except ValueError as err:
             return _fail(str(err))
-        report = evaluate(items, lambda text: classifier.classify(text).task.value)
+        report = evaluate(items, lambda text: _label_and_confidence(classifier.classify(text)))
         misses = [(it, p) for it, p in zip(items, report.predictions) if it.label != p]
         if args.json:
             out: Dict[str, Any] = _report_dict(report)
@@ -83,19 +85,24 @@ def run(args: argparse.Namespace) -> int:
         return _fail("nothing to classify: give a prompt, '-' for standard input, or --eval FILE")
     result = classifier.classify(text)
     if args.json:
-        print(json.dumps({"task": result.task.value, "text_task": result.text_task.value,
+        print(json.dumps({"task": result.label, "text_task": result.text_label,
                           "confidence": result.confidence, "scores": dict(result.scores),
                           "matched": list(result.matched)}, ensure_ascii=False))
     else:
-        print("task: %s" % result.task.value)
-        if result.text_task is not result.task:
-            print("text task: %s" % result.text_task.value)
+        print("task: %s" % result.label)
+        if result.text_label != result.label:
+            print("text task: %s" % result.text_label)
         print("confidence: %.2f" % result.confidence)
         print("matched: %s" % (", ".join(result.matched) or "(no cues)"))
     return EXIT_OK
 
 
+def _label_and_confidence(result: Any) -> Any:
+    return result.label, result.confidence
+
+
 def _report_dict(report: Any) -> Dict[str, Any]:
+    share, confident_accuracy = report.confident()
     return {
         "items": report.n, "accuracy": round(report.accuracy, 4),
         "macro_f1": round(report.macro_f1, 4),
@@ -105,5 +112,10 @@ def _report_dict(report: Any) -> Dict[str, Any]:
                               "f1": round(s.f1, 4), "support": s.support}
                       for label, s in report.per_label.items()},
         "confusion": {g: dict(row) for g, row in report.confusion.items()},
+        "per_source": {name: {"items": n, "accuracy": round(acc, 4), "macro_f1": round(f1, 4)}
+                       for name, (n, acc, f1) in report.per_source.items()},
+        "calibration": {"%.1f" % low: {"items": n, "accuracy": round(acc, 4)}
+                        for low, (n, acc) in report.calibration.items()},
+        "confident_share": round(share, 4), "confident_accuracy": round(confident_accuracy, 4),
     }
 
