@@ -200,3 +200,49 @@ def test_the_readme_design_listing_matches_the_tree():
     actual = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py"))
     assert len(listed) == len(set(listed)), "a module is listed twice"
     assert sorted(listed) == actual
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the README names the old aliases
+def test_every_llmroute_name_the_readme_uses_imports():
+    import importlib
+    import re
+
+    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    missing = []
+    # ``llmroute.X.Y`` (not an attribute path such as ``completion.llmroute.cost_usd``)
+    for path in set(re.findall(r"(?<![\w.])llmroute((?:\.[A-Za-z_]\w*)+)", text)):
+        obj: object = llmroute
+        parts = path.strip(".").split(".")
+        for index, part in enumerate(parts):
+            if hasattr(obj, part):
+                obj = getattr(obj, part)
+                continue
+            try:
+                obj = importlib.import_module("llmroute." + ".".join(parts[:index + 1]))
+            except ImportError:
+                missing.append("llmroute" + path)
+                break
+    for module, names in re.findall(r"from (llmroute[\w.]*) import ([\w, ]+)", text):
+        loaded = importlib.import_module(module)
+        missing += ["%s.%s" % (module, n.strip()) for n in names.split(",")
+                    if n.strip() and not hasattr(loaded, n.strip())]
+    assert sorted(set(missing)) == []
+
+
+@pytest.mark.parametrize("old, new", [
+    ("llmroute.batch_cli", "llmroute.cli.batch"), ("llmroute.jsonl_batch", "llmroute.cli.jsonl"),
+    ("llmroute.demo", "llmroute.cli.demo"),
+    ("llmroute.evaluate", "llmroute.classification.evaluate"),
+])
+def test_a_moved_module_keeps_its_old_name_for_one_release_with_a_warning(old, new):
+    code = ("import warnings, importlib, sys\n"
+            "with warnings.catch_warnings(record=True) as seen:\n"
+            "    warnings.simplefilter('always')\n"
+            "    module = importlib.import_module(%r)\n"
+            "assert module is sys.modules[%r], module\n"
+            "assert any(issubclass(w.category, DeprecationWarning) and %r in str(w.message)\n"
+            "           for w in seen), [str(w.message) for w in seen]\n"
+            "print('ok')" % (old, new, new))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=str(PACKAGE.parent))
+    assert out.stdout.strip() == "ok", out.stderr
