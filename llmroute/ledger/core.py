@@ -45,6 +45,17 @@ def join_units(high: Any, low: Any) -> int:
     return int(high or 0) * _SPLIT + int(low or 0)
 
 
+_FRACTION = re.compile(r"(T\d\d:\d\d:\d\d)\.(\d+)")
+
+
+def _iso_for_python(text: str) -> str:
+    """ISO 8601 text as every supported Python's ``fromisoformat`` reads it: ``Z`` as
+    ``+00:00``, and fractional seconds as six digits (3.9 and 3.10 take only 3 or 6)."""
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    return _FRACTION.sub(lambda m: "%s.%s" % (m.group(1), (m.group(2) + "000000")[:6]), text)
+
+
 def to_us(when: When, what: str = "time") -> Optional[int]:
     """Microseconds since the epoch (UTC) of a date (midnight UTC), datetime or ISO 8601 text.
 
@@ -59,8 +70,7 @@ def to_us(when: When, what: str = "time") -> Optional[int]:
             if len(text) == 10:
                 when = date.fromisoformat(text)
             else:
-                when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z"))
-                                              else text)
+                when = datetime.fromisoformat(_iso_for_python(text))
         except ValueError:
             raise ValueError("%s must be an ISO 8601 date or time (2026-11-01 or "
                              "2026-11-01T12:00:00Z), got %r" % (what, when)) from None
