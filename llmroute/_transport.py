@@ -408,8 +408,7 @@ class Transport:
         prepared.url = self.url
         prepared.headers = CaseInsensitiveDict(headers)
         prepared.body = body
-        prepared.hooks = {"response": []}
-        prepared._cookies = None
+        prepared.hooks = {"response": []}  # (PreparedRequest() already has no cookies)
         return prepared
 
 

@@ -77,7 +77,13 @@ class TokenBucket:
             raise ValueError("cannot take %r tokens from a bucket of capacity %g: %s"
                              % (n, self._capacity, err)) from None
 
-    # The three methods below expect the caller to hold self._lock.
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock that guards the level: ``take_together`` holds several buckets' at once,
+        then calls ``wait_locked`` and ``take_locked`` (which expect it held)."""
+        return self._lock
+
+    # The three methods below expect the caller to hold the bucket's lock.
 
     def _refill(self, now: float) -> None:
         if now > self._stamp:
@@ -85,13 +91,13 @@ class TokenBucket:
             self._level = level if level < self._capacity else self._capacity
             self._stamp = now
 
-    def _wait_locked(self, n: float, now: float) -> float:
+    def wait_locked(self, n: float, now: float) -> float:
         """Seconds until ``n`` tokens are there, counting the debt of earlier callers."""
         self._refill(now)
         short = n - self._level
         return short / self._rate if short > _EPSILON else 0.0
 
-    def _take_locked(self, n: float, wait: float) -> None:
+    def take_locked(self, n: float, wait: float) -> None:
         """Take ``n`` tokens for use ``wait`` seconds from now.
 
         When another bucket makes the caller wait longer than this one would, this bucket
@@ -116,7 +122,7 @@ class TokenBucket:
         if timeout is not None:
             timeout = optional_seconds("timeout", timeout)
         with self._lock:
-            wait = self._wait_locked(n, self._clock())
+            wait = self.wait_locked(n, self._clock())
             late = wait > 0.0 and timeout is not None and wait > timeout
             if not late:
                 self._level -= n
@@ -149,7 +155,7 @@ class TokenBucket:
         """Seconds an ``acquire(n)`` made now would wait (0.0 if the tokens are there)."""
         self._check(n)
         with self._lock:
-            return self._wait_locked(n, self._clock())
+            return self.wait_locked(n, self._clock())
 
     def refund(self, n: float) -> None:
         """Give back ``n`` tokens (an estimate proved too high); the level stays <= capacity."""
@@ -214,21 +220,21 @@ def take_together(wants: Sequence[Tuple[TokenBucket, float, str]], clock: Clock,
     if not wants:
         return 0.0
     for bucket, _, _ in wants:
-        bucket._lock.acquire()
+        bucket.lock.acquire()
     try:
         now = clock()
         wait, binding = 0.0, ""
         for bucket, n, name in wants:
-            bucket_wait = bucket._wait_locked(min(n, bucket.capacity), now)
+            bucket_wait = bucket.wait_locked(min(n, bucket.capacity), now)
             if bucket_wait > wait:
                 wait, binding = bucket_wait, name
         late = timeout is not None and wait > timeout
         if not late:
             for bucket, n, _ in wants:
-                bucket._take_locked(n, wait)
+                bucket.take_locked(n, wait)
     finally:
         for bucket, _, _ in reversed(wants):
-            bucket._lock.release()
+            bucket.lock.release()
     if late:
         raise RateLimitTimeout("waiting %.3fs for the %s limit would exceed the timeout of "
                                "%.3fs" % (wait, binding, timeout))

@@ -201,7 +201,7 @@ class Catalog:
             # A typo'd key must not load as an empty catalog that silently overrides nothing.
             raise ValueError("catalog %s must hold a list of models: a JSON list, or an object "
                              "with a \"models\" list" % (path,))
-        catalog = cls(base.models() if base is not None else ())
+        specs = list(base.models()) if base is not None else []
         for index, entry in enumerate(entries):
             if not isinstance(entry, Mapping):
                 raise ValueError("catalog %s: entry %d must be an object, got %r"
@@ -210,8 +210,8 @@ class Catalog:
                 spec = ModelSpec.from_dict(entry)
             except ValueError as err:
                 raise ValueError("catalog %s: entry %d: %s" % (path, index, err)) from None
-            catalog._add(spec)
-        return catalog
+            specs.append(spec)
+        return cls(specs)  # in order: a later entry of a name replaces the base's
 
     @classmethod
     def default(cls) -> "Catalog":

@@ -175,9 +175,11 @@ def _split_credentials(base_url: str) -> Tuple[str, str, Tuple[str, ...]]:
     userinfo, _, host = netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
     secrets = tuple(s for s in (password, urllib.parse.unquote(password), userinfo) if s)
-    shown = urllib.parse.urlunsplit(parts._replace(
-        netloc="%s:[REDACTED]@%s" % (user, host) if password else "[REDACTED]@" + host))
-    sent = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    scheme, _, path, query, fragment = parts
+    shown = urllib.parse.urlunsplit((
+        scheme, "%s:[REDACTED]@%s" % (user, host) if password else "[REDACTED]@" + host,
+        path, query, fragment))
+    sent = urllib.parse.urlunsplit((scheme, host, path, query, fragment))
     return sent, shown, secrets
 
 

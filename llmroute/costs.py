@@ -212,12 +212,13 @@ class _LedgerTotal:
 class BudgetHold:
     """Money set aside for one call; ``commit(actual)`` books the real cost, ``release()`` none."""
 
-    __slots__ = ("_budget", "amount", "_period", "_done")
+    __slots__ = ("_budget", "amount", "period", "_done")
 
     def __init__(self, budget: "Budget", amount: Decimal, period: object) -> None:
         self._budget = budget
         self.amount = amount
-        self._period = period
+        #: The budget period the money was set aside in; a hold outliving it books nothing.
+        self.period = period
         self._done = False
 
     def commit(self, actual_usd: Optional[Decimal]) -> None:
@@ -225,13 +226,13 @@ class BudgetHold:
         actual_usd = checks.money("actual_usd", actual_usd, allow_none=True)
         if not self._done:
             self._done = True
-            self._budget._settle(self, self.amount if actual_usd is None else actual_usd)
+            self._budget.settle_hold(self, self.amount if actual_usd is None else actual_usd)
 
     def release(self) -> None:
         """Give the hold back: the call was not billed."""
         if not self._done:
             self._done = True
-            self._budget._settle(self, _ZERO)
+            self._budget.settle_hold(self, _ZERO)
 
 
 class Budget:
@@ -342,11 +343,12 @@ class Budget:
             self._held += amount
             return BudgetHold(self, amount, self._period_key)
 
-    def _settle(self, hold: BudgetHold, actual: Decimal) -> None:
+    def settle_hold(self, hold: BudgetHold, actual: Decimal) -> None:
+        """Replace ``hold`` by ``actual`` spending (what ``BudgetHold.commit``/``release`` do)."""
         with self._lock:
-            if hold._period != self._period_key:
+            if hold.period != self._period_key:
                 self._roll()
-                if hold._period != self._period_key:
+                if hold.period != self._period_key:
                     return  # the hold's period is over; its money was cleared with it
             self._held -= hold.amount
             self._spent += actual

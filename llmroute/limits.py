@@ -74,7 +74,7 @@ class Reservation:
         with self._lock:
             delta = actual - self._charged
             self._charged = actual
-        for bucket in self._limiter._token_buckets(self.model):
+        for bucket in self._limiter.token_buckets(self.model):
             if delta > 0:
                 bucket.consume(delta)
             elif delta < 0:
@@ -90,7 +90,7 @@ class Reservation:
         with self._lock:
             held, self._holds_slot = self._holds_slot, False
         if held:
-            self._limiter._release_slot()
+            self._limiter.release_slot()
 
     def __enter__(self) -> "Reservation":
         return self
@@ -194,7 +194,7 @@ class RateLimiter:
         own = self._models.get(model) if model is not None else None
         return (None, None) if own is None else (own.requests, own.tokens)
 
-    def _token_buckets(self, model: Optional[str]) -> List[TokenBucket]:
+    def token_buckets(self, model: Optional[str]) -> List[TokenBucket]:
         """Every TPM bucket a request to ``model`` is charged to: key-wide, then the model's."""
         return [b for b in (self.tokens_bucket, self.model_buckets(model)[1]) if b is not None]
 
@@ -311,7 +311,7 @@ class RateLimiter:
         try:
             wait = self._take_buckets(tokens, model, _left(timeout, waited))
         except BaseException:
-            self._release_slot(holds_slot)
+            self.release_slot(holds_slot)
             raise
         try:
             if wait > 0.0:
@@ -321,7 +321,7 @@ class RateLimiter:
             waited, paused = self._wait_out_pause(model, timeout, max_pause, waited, paused)
         except BaseException:
             self._give_back(tokens, model)
-            self._release_slot(holds_slot)
+            self.release_slot(holds_slot)
             raise
         return Reservation(self, model, tokens, waited, holds_slot)
 
@@ -376,10 +376,11 @@ class RateLimiter:
             if bucket is not None:
                 bucket.refund(1)
         if tokens > 0:
-            for bucket in self._token_buckets(model):
+            for bucket in self.token_buckets(model):
                 bucket.refund(tokens)
 
-    def _release_slot(self, held: bool = True) -> None:
+    def release_slot(self, held: bool = True) -> None:
+        """Free one concurrency slot (what ``Reservation.release`` does once)."""
         if held and self._slots is not None:
             self._slots.release()
 

@@ -153,7 +153,7 @@ class RouteTable(Mapping[str, Route]):
             raise ValueError("base must be a RouteTable or None, got %r" % (base,))
         custom = _custom_tasks(tasks, base)
         known = TASKS + custom
-        table: Dict[str, Route] = dict(base._routes) if base is not None else {}
+        table: Dict[str, Route] = dict(base.items()) if base is not None else {}
         for task, spec in routes.items():
             _check_task(task, where, known)
             table[task] = _build_route(task, spec, table.get(task), where)

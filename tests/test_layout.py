@@ -246,3 +246,16 @@ def test_a_moved_module_keeps_its_old_name_for_one_release_with_a_warning(old, n
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=str(PACKAGE.parent))
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_no_module_reads_a_private_attribute_of_another_object():
+    """``other._x`` (of another object, even of the same class) goes through a named interface;
+    only ``self._x`` and ``cls._x`` are a class's own."""
+    offenders = []
+    for module, path in _modules():
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                    and not node.attr.startswith("__") \
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                offenders.append("%s:%d %s" % (module, node.lineno, ast.unparse(node)))
+    assert offenders == []

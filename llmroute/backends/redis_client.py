@@ -64,7 +64,8 @@ def describe(backend: Any) -> str:
             if parts.port is not None:
                 host = "%s:%d" % (host, parts.port)
             user = parts.username or ""
-            text = urlunsplit(parts._replace(netloc="%s:***@%s" % (user, host)))
+            text = urlunsplit((parts.scheme, "%s:***@%s" % (user, host), parts.path, parts.query,
+                               parts.fragment))
         # redis-py also takes ?password=...; edited as text so unix:///path keeps its slashes
         head, mark, query = text.partition("?")
         return head + mark + _PASSWORD_PARAM.sub(r"\1***", query)

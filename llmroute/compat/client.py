@@ -177,7 +177,7 @@ class OpenAI:
                  default_query: Optional[Mapping[str, object]] = None, http_client: Any = None,
                  client: Optional[Client] = None, limiter: Any = None, tracker: Any = None,
                  catalog: Any = None, retry: Optional[RetryPolicy] = None,
-                 router: Any = None) -> None:
+                 router: Any = None, _twin_of: Optional["OpenAI"] = None) -> None:
         if http_client is not None:
             raise _not_implemented("OpenAI(...)", "http_client: llmroute's pooled session "
                                    "sends every request")
@@ -195,7 +195,9 @@ class OpenAI:
                 raise ValueError("OpenAI(client=...) uses that client's settings; do not also "
                                  "pass %s" % ", ".join(given))
             self._client = client
-            self._twin_settings: Optional[Tuple[str, Dict[str, str]]] = None
+            # A with_options copy keeps the key and headers its original was built from.
+            self._twin_settings: Optional[Tuple[str, Dict[str, str]]] = (
+                None if _twin_of is None else _twin_of.twin_settings())
         else:
             self._client, self._twin_settings = self._new_client(
                 api_key=api_key, base_url=base_url, organization=organization, project=project,
@@ -285,9 +287,13 @@ class OpenAI:
         twin = Client(base.base_url, api_key, timeout=new_timeout, retry=retry,
                       limiter=base.limiter, catalog=base.catalog, tracker=base.tracker,
                       default_headers=headers, session=base.session)
-        copy = OpenAI(client=twin, router=self.router)  # one router: one health board
-        copy._twin_settings = self._twin_settings
-        return copy
+        return OpenAI(client=twin, router=self.router,  # one router: one health board
+                      _twin_of=self)
+
+    def twin_settings(self) -> Optional[Tuple[str, Dict[str, str]]]:
+        """The (api key, headers) this shim built its client from, for ``with_options``;
+        ``None`` when it was given ``client=`` (then it has no key of its own to copy)."""
+        return self._twin_settings
 
     copy = with_options
 

@@ -122,7 +122,8 @@ class Ledger:
                                  max_pending=max_pending, put_timeout=put_timeout)
         track_fork(self)
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
+        """In a forked child: open a reader of its own (the fork hook calls this)."""
         forget_inherited(self._reader)
         self._read_lock = threading.Lock()
         self._reader = None

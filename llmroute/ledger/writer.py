@@ -41,7 +41,7 @@ _WRITE_TRIES = 8
 #: How long exit waits for the last rows of each writer.
 _EXIT_FLUSH_TIMEOUT = 10.0
 
-# Objects with an ``_after_fork_in_child()`` method: writers and ledgers of this process.
+# Objects with an ``after_fork_in_child()`` method: writers and ledgers of this process.
 _FORK_AWARE: "weakref.WeakSet[Any]" = weakref.WeakSet()
 # Connections inherited from the parent: kept referenced and never used nor closed, because
 # closing one in the child would end the parent's session on the shared socket.
@@ -51,7 +51,7 @@ _hooks_installed = False
 
 
 def track_fork(obj: Any) -> None:
-    """Call ``obj._after_fork_in_child()`` in forked children; flush writers at exit."""
+    """Call ``obj.after_fork_in_child()`` in forked children; flush writers at exit."""
     global _hooks_installed
     with _hooks_lock:
         if not _hooks_installed:
@@ -70,7 +70,7 @@ def forget_inherited(conn: Any) -> None:
 
 def _after_fork_in_child() -> None:
     for obj in list(_FORK_AWARE):
-        obj._after_fork_in_child()
+        obj.after_fork_in_child()
 
 
 def _close_all_at_exit() -> None:
@@ -120,7 +120,8 @@ class RowWriter:
         self._warned_drop = False
         self._warned_error = False
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
+        """In a forked child: drop the parent's connection and queue (the fork hook calls this)."""
         forget_inherited(self._conn)
         closed = self._closed
         self._reset()

@@ -27,7 +27,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _server
 from ._state import Recorder, Script, Ticket
@@ -243,7 +243,7 @@ class FakeGateway:
                 raise RuntimeError("this FakeGateway is closed; create a new one")
             if self._server is None:
                 cls = _server.Server6 if ":" in self.host else _server.Server
-                server = cls((self.host, self._port), Backstage(self))
+                server = cls((self.host, self._port), Backstage(self, self._script, self._recorder, self._ids, self._closing))
                 server.socket.setblocking(False)
                 self._wake = socket.socketpair()
                 self._server = server
@@ -401,15 +401,21 @@ class FakeGateway:
 class Backstage:
     """The gateway as its server sees it: the ``_server.Backend`` interface, nothing more."""
 
-    def __init__(self, gateway: FakeGateway) -> None:
+    def __init__(self, gateway: FakeGateway, script: Script, recorder: Recorder,
+                 ids: Iterator[int], closing: threading.Event) -> None:
+        # The gateway hands over its own parts: settings are read from it (public), state
+        # goes through the script and the recorder it owns.
         self._gateway = gateway
-        self.closing = gateway._closing
+        self._script = script
+        self._recorder = recorder
+        self._ids = ids
+        self.closing = closing
 
     def receive(self, method: str, path: str, headers: Dict[str, str], payload: Any,
                 raw: bytes, model: Optional[str]) -> Ticket:
-        request_id = "req_fake_%06d" % next(self._gateway._ids)
+        request_id = "req_fake_%06d" % next(self._ids)
         record = RecordedRequest.received(method, path, headers, payload, raw, model, request_id)
-        return self._gateway._recorder.add(record)
+        return self._recorder.add(record)
 
     def authorized(self, record: RecordedRequest) -> bool:
         key = self._gateway.api_key
@@ -417,7 +423,7 @@ class Backstage:
 
     def next_reply(self, record: RecordedRequest) -> Reply:
         """The model's script, then the any-model script, then the responder, then default."""
-        reply = self._gateway._script.next(record.model)
+        reply = self._script.next(record.model)
         if reply is not None:
             return reply
         responder = self._gateway.responder
@@ -446,10 +452,10 @@ class Backstage:
         return self._gateway.models()
 
     def answered(self, ticket: Ticket, status: int) -> None:
-        self._gateway._recorder.update(ticket, answered_status=status)
+        self._recorder.update(ticket, answered_status=status)
 
     def lost(self, ticket: Ticket) -> None:
-        self._gateway._recorder.update(ticket, disconnected=True)
+        self._recorder.update(ticket, disconnected=True)
 
     def finish(self, ticket: Ticket) -> None:
-        self._gateway._recorder.finish(ticket)
+        self._recorder.finish(ticket)
