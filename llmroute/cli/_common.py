@@ -6,11 +6,12 @@ stderr, never a traceback).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Optional, TextIO
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "UsageError",
-           "print_error", "print_text"]
+           "print_error", "print_text", "positive_int", "positive_float"]
 
 #: Everything the command was asked to do succeeded.
 EXIT_OK = 0
@@ -46,3 +47,25 @@ def print_error(command: str, problem: object, stream: Optional[TextIO] = None) 
     """Write ``<command>: error: <problem>`` as one line to ``stream`` (default stderr)."""
     text = " ".join(str(problem).split()) or type(problem).__name__
     print_text("%s: error: %s" % (command, text), stream if stream is not None else sys.stderr)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text)
+    return value

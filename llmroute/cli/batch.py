@@ -14,7 +14,8 @@ from decimal import Decimal
 from typing import Any, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from . import jsonl as jb
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, print_error
+from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
+                      positive_float, positive_int, print_error)
 from ..batching import BatchInterrupted
 from .._options import reserved_output_tokens
 from ..client import Client
@@ -30,26 +31,6 @@ log = logging.getLogger(__name__)
 _COMMAND = "llmroute batch"
 _KEY_VARIABLES = ("LLMROUTE_API_KEY", "OPENAI_API_KEY")
 _URL_VARIABLES = ("LLMROUTE_BASE_URL", "OPENAI_BASE_URL")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text) from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text)
-    return value
 
 
 def _money(text: str) -> Decimal:
@@ -105,11 +86,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT.jsonl", help="one JSON object per line")
     parser.add_argument("-o", "--output", metavar="OUTPUT.jsonl", required=True,
                         help="results, one JSON line per input id, appended as they finish")
-    parser.add_argument("--workers", type=_positive_int, default=8,
+    parser.add_argument("--workers", type=positive_int, default=8,
                         help="calls in flight at once (default %(default)s)")
-    parser.add_argument("--rpm", type=_positive_float, help="client-side requests per minute")
-    parser.add_argument("--tpm", type=_positive_float, help="client-side tokens per minute")
-    parser.add_argument("--max-concurrent", type=_positive_int,
+    parser.add_argument("--rpm", type=positive_float, help="client-side requests per minute")
+    parser.add_argument("--tpm", type=positive_float, help="client-side tokens per minute")
+    parser.add_argument("--max-concurrent", type=positive_int,
                         help="cap on requests in flight (below --workers to throttle)")
     parser.add_argument("--max-cost-usd", type=_money, help="most one request may cost")
     parser.add_argument("--budget-usd", type=_money,

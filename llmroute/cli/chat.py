@@ -14,7 +14,8 @@ import sys
 import traceback
 from typing import Any, Dict, List, Optional, TextIO
 
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, print_error
+from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError,
+                      positive_float, positive_int, print_error)
 
 __all__ = ["add_parser", "run", "describe"]
 
@@ -31,26 +32,6 @@ _EXAMPLES = """examples:
 
 The gateway and key come from LLMROUTE_BASE_URL / LLMROUTE_API_KEY (or OPENAI_BASE_URL /
 OPENAI_API_KEY); --base-url overrides the URL. The key is never taken from the command line."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text) from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError("expected a positive number, got %r" % text)
-    return value
 
 
 def _number(text: str) -> float:
@@ -83,10 +64,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--schema", metavar="FILE",
                         help="with --json: a JSON schema the answer must match")
     parser.add_argument("--stream", action="store_true", help="print the answer as it arrives")
-    parser.add_argument("--max-tokens", type=_positive_int, metavar="N",
+    parser.add_argument("--max-tokens", type=positive_int, metavar="N",
                         help="most tokens the answer may use")
     parser.add_argument("--temperature", type=_number, metavar="T")
-    parser.add_argument("--deadline", type=_positive_float, default=DEFAULT_DEADLINE,
+    parser.add_argument("--deadline", type=positive_float, default=DEFAULT_DEADLINE,
                         metavar="SECONDS",
                         help="the whole call, retries included (default %(default)g)")
     parser.add_argument("--base-url", help="gateway URL (default: $LLMROUTE_BASE_URL)")
